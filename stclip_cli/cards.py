@@ -1,0 +1,196 @@
+"""Model cards (models/*.yaml) -> configuration -> ready model; the one place that knows where weights come from.
+
+A card names the backbone, its weight source and the ST-CLIP hyper-parameters. Checkpoints written by
+``stclip train`` are safetensors files holding only the trainable weights, with the card they were trained with
+in their metadata, so a checkpoint for another backbone or window is refused before any weight is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .errors import StclipError
+from .model.base import ActionModel
+from .model.baselines import CropBaseline, FrameBaseline
+from .model.clip_backbone import create_clip, register_model_configs
+from .model.stclip import STCLIP
+
+CARDS_DIR = Path(__file__).resolve().parents[1] / "models"
+MODEL_ALIASES = {"stclip": "stclip-vitb16"}
+KINDS = ("stclip", "frame-baseline", "crop-baseline")
+# what a checkpoint's weights depend on: a checkpoint is refused when any of these differ
+ARCHITECTURE_KEYS = ("kind", "backbone", "window", "lora_rank")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One shipped configuration: which CLIP, where its weights come from, and the ST-CLIP hyper-parameters."""
+
+    name: str
+    kind: str
+    backbone: str
+    pretrained: str | None = "openai"
+    window: int = 9
+    lora_rank: int = 8
+    lora_alpha: float = 1.0
+    interest_k: int | None = None
+    rho_init: float = 0.2
+    temperature: float | str = 0.07
+    multi_label: bool = False
+    checkpoint: str | None = None
+
+    def replace(self, **changes: Any) -> "ModelCard":
+        """A copy with some fields changed (None values are ignored, so CLI options can be passed straight in)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON/YAML-ready)."""
+        return dataclasses.asdict(self)
+
+
+def list_cards() -> list[str]:
+    """Names of the cards shipped in models/."""
+    return sorted(p.stem for p in CARDS_DIR.glob("*.yaml"))
+
+
+def load_card(name_or_path: str | Path) -> ModelCard:
+    """Read a card by name (``stclip``, ``baseline``, ``stclip-vitb16``...) or by path to a YAML file."""
+    name = MODEL_ALIASES.get(str(name_or_path), str(name_or_path))
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CARDS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise StclipError(f"unknown model '{name_or_path}'; choose one of {', '.join(['stclip', *list_cards()])} or a card .yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise StclipError(f"model card {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    return card_from_dict(data, str(path))
+
+
+def card_from_dict(data: Any, source: str) -> ModelCard:
+    """Validate a card's fields (from YAML or a checkpoint's metadata)."""
+    fields = {f.name for f in dataclasses.fields(ModelCard)}
+    if not isinstance(data, dict) or not {"name", "kind", "backbone"} <= set(data):
+        raise StclipError(f"model card {source} must be a mapping with at least name, kind and backbone")
+    unknown = set(data) - fields
+    if unknown:
+        raise StclipError(f"model card {source} has unknown fields: {', '.join(sorted(unknown))}")
+    if data["kind"] not in KINDS:
+        raise StclipError(f"model card {source}: kind must be one of {', '.join(KINDS)}, not '{data['kind']}'")
+    return ModelCard(**data)
+
+
+def temperature_of(card: ModelCard, clip: open_clip.CLIP) -> float:
+    """The card's fixed temperature, or CLIP's own (1 / exp(logit_scale)) when the card says ``clip``."""
+    if card.temperature == "clip":
+        return float(1.0 / clip.logit_scale.exp())
+    return float(card.temperature)
+
+
+def build_model(
+    card: ModelCard, clip_weights: str | Path | None = None, checkpoint: str | Path | None = None
+) -> ActionModel:
+    """Create the CLIP of the card (tag or local file), wrap it in the card's model, and load a checkpoint if given."""
+    if checkpoint is not None:
+        check_checkpoint(card, checkpoint)
+    clip = create_clip(card.backbone, None if clip_weights else card.pretrained, clip_weights)
+    tokenizer = open_clip.get_tokenizer(card.backbone)
+    temperature = temperature_of(card, clip)
+    if card.kind == "stclip":
+        model: ActionModel = STCLIP(
+            clip, tokenizer, card.window, card.lora_rank, card.lora_alpha, card.interest_k, card.rho_init, temperature
+        )
+    elif card.kind == "frame-baseline":
+        model = FrameBaseline(clip, tokenizer, temperature)
+    else:
+        model = CropBaseline(clip, tokenizer, temperature)
+    if checkpoint is not None:
+        load_weights(model, checkpoint)
+    model.eval()
+    return model
+
+
+def card_for_checkpoint(checkpoint: str | Path, requested: ModelCard | None = None) -> ModelCard:
+    """The card a checkpoint was trained with; a different requested architecture is refused with one line."""
+    stored = card_from_dict(read_metadata(checkpoint).get("card"), f"in checkpoint {checkpoint}")
+    if requested is not None:
+        check_compatible(stored, requested, checkpoint)
+        return requested.replace(checkpoint=str(checkpoint))
+    return stored.replace(checkpoint=str(checkpoint))
+
+
+def check_checkpoint(card: ModelCard, checkpoint: str | Path) -> None:
+    """Refuse a checkpoint trained for another architecture than ``card``."""
+    stored = card_from_dict(read_metadata(checkpoint).get("card"), f"in checkpoint {checkpoint}")
+    check_compatible(stored, card, checkpoint)
+
+
+def check_compatible(stored: ModelCard, card: ModelCard, checkpoint: str | Path) -> None:
+    """One-line refusal naming what differs (backbone, window T, LoRA rank or model kind)."""
+    diffs = [f"{k} {getattr(stored, k)} (this run: {getattr(card, k)})" for k in ARCHITECTURE_KEYS if getattr(stored, k) != getattr(card, k)]
+    if diffs:
+        raise StclipError(f"checkpoint {checkpoint} was trained for {'; '.join(diffs)}; use a matching --backbone/--model")
+
+
+def read_metadata(checkpoint: str | Path) -> dict[str, Any]:
+    """The JSON metadata stored in a stclip checkpoint (card, split, step, ...)."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise StclipError(f"checkpoint not found: {path} (--checkpoint)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise StclipError(f"{path} is not a safetensors checkpoint ({str(err).splitlines()[0][:80]})") from None
+    if "stclip" not in meta:
+        raise StclipError(f"{path} is not a stclip checkpoint (no 'stclip' metadata); train one with `stclip train`")
+    return json.loads(meta["stclip"])
+
+
+def save_checkpoint(
+    path: str | Path, model: ActionModel, card: ModelCard, metadata: dict[str, Any], extra: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Write the trainable weights (plus optional extra tensors such as optimizer state) atomically with the card."""
+    path = Path(path)
+    tensors = {f"model.{k}": v.contiguous().cpu() for k, v in model.trainable_state_dict().items()}
+    tensors.update({k: v.contiguous().cpu() for k, v in (extra or {}).items()})
+    meta = {"stclip": json.dumps({"card": card.to_dict(), **metadata})}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_tensors(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint (model weights under ``model.``, training state under other prefixes)."""
+    read_metadata(checkpoint)
+    return load_file(str(checkpoint))
+
+
+def load_weights(model: ActionModel, checkpoint: str | Path) -> None:
+    """Load a checkpoint's trainable weights into ``model``; the sets of names and shapes must match exactly."""
+    tensors = {k[len("model."):]: v for k, v in load_tensors(checkpoint).items() if k.startswith("model.")}
+    expected = {k: v.shape for k, v in model.named_parameters() if v.requires_grad}
+    if set(tensors) != set(expected) or any(tensors[k].shape != s for k, s in expected.items()):
+        missing = sorted(set(expected) - set(tensors))[:2]
+        raise StclipError(f"checkpoint {checkpoint} does not fit this model (e.g. {missing or 'shape mismatch'})")
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for k, v in tensors.items():
+            params[k].copy_(v)
+
+
+__all__ = [
+    "ModelCard", "build_model", "card_for_checkpoint", "list_cards", "load_card", "load_weights", "read_metadata",
+    "register_model_configs", "save_checkpoint",
+]

@@ -1,0 +1,108 @@
+"""The frozen open_clip CLIP: creation from a name and a weight source, and the image-encoder pieces ST-CLIP reuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import torch
+from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+from torch import nn
+
+from ..errors import StclipError
+
+OPEN_CLIP_CONFIGS = Path(__file__).resolve().parents[2] / "models" / "open_clip"
+_registered = False
+
+
+def register_model_configs() -> None:
+    """Add the architectures shipped in models/open_clip (e.g. the tiny test CLIP) to open_clip's registry."""
+    global _registered
+    if not _registered and OPEN_CLIP_CONFIGS.is_dir():
+        open_clip.add_model_config(OPEN_CLIP_CONFIGS)
+        _registered = True
+
+
+def create_clip(
+    backbone: str, pretrained: str | None = None, clip_weights: str | Path | None = None
+) -> open_clip.CLIP:
+    """Build a frozen open_clip model: ``pretrained`` is an open_clip tag (cached download), ``clip_weights`` a local file.
+
+    With neither, the weights are random (tests, parameter counts). Failures become one-line StclipErrors that name
+    the file or flag to use.
+    """
+    register_model_configs()
+    if backbone not in open_clip.list_models():
+        raise StclipError(f"unknown backbone '{backbone}'; use an open_clip model name such as ViT-B-16 or ViT-L-14")
+    source = pretrained
+    if clip_weights is not None:
+        path = Path(clip_weights)
+        if not path.is_file():
+            raise StclipError(f"CLIP weights file not found: {path} (--clip-weights)")
+        source = str(path)
+    try:
+        model = open_clip.create_model(backbone, pretrained=source)
+    except Exception as err:  # open_clip raises RuntimeError/OSError/HF errors for every loading failure
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if clip_weights is not None:
+            raise StclipError(f"could not load CLIP weights for {backbone} from {clip_weights}: {reason}") from None
+        raise StclipError(
+            f"CLIP weights {backbone} (pretrained='{pretrained}') are not in open_clip's cache and could not be "
+            f"downloaded ({reason[:120]}); fetch them where there is internet and pass --clip-weights FILE"
+        ) from None
+    check_supported(model)
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def check_supported(model: nn.Module) -> None:
+    """ST-CLIP edits the token sequence of a plain CLIP ViT; refuse towers built otherwise (timm, attention pooling)."""
+    visual = getattr(model, "visual", None)
+    ok = (
+        isinstance(visual, VisionTransformer)
+        and visual.attn_pool is None
+        and visual.pool_type == "tok"
+        and not visual.final_ln_after_pool
+        and visual.transformer.batch_first
+        and all(isinstance(b, ResidualAttentionBlock) for b in visual.transformer.resblocks)
+    )
+    if not ok:
+        raise StclipError("this backbone is not a plain CLIP ViT (class-token pooling, standard blocks); ST-CLIP needs one")
+
+
+def patch_tokens(visual: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
+    """CLIP's own patch embedding (conv1) of preprocessed images: (F, 3, S, S) -> (F, N, D)."""
+    return visual.conv1(images).flatten(2).transpose(1, 2)
+
+
+def embed_context(visual: VisionTransformer, tokens: torch.Tensor) -> torch.Tensor:
+    """Prepend the class embedding, add the positional embedding and apply ln_pre, as CLIP does: (K, N, D) -> (K, 1+N, D)."""
+    cls = visual.class_embedding.to(tokens.dtype).expand(tokens.shape[0], 1, -1)
+    x = torch.cat([cls, tokens], dim=1) + visual.positional_embedding.to(tokens.dtype)
+    return visual.ln_pre(x)
+
+
+def pooled_features(visual: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
+    """ln_post(cls) of images through the (LoRA-adapted) image encoder, before the projection: (n, 3, S, S) -> (n, D)."""
+    x = visual.transformer(embed_context(visual, patch_tokens(visual, images)))
+    return visual.ln_post(x[:, 0])
+
+
+def run_block(
+    block: ResidualAttentionBlock,
+    x: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One CLIP residual block with a key-padding mask, optionally returning the head-averaged attention (B, S, S).
+
+    open_clip's block forward has no key-padding mask and never returns attention weights; we call its own modules.
+    """
+    h = block.ln_1(x)
+    out, weights = block.attn(
+        h, h, h, key_padding_mask=key_padding_mask, need_weights=need_weights, average_attn_weights=True
+    )
+    x = x + block.ls_1(out)
+    x = x + block.ls_2(block.mlp(block.ln_2(x)))
+    return x, weights
