@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import open_clip
@@ -34,14 +36,15 @@ def create_clip(
     register_model_configs()
     if backbone not in open_clip.list_models():
         raise StclipError(f"unknown backbone '{backbone}'; use an open_clip model name such as ViT-B-16 or ViT-L-14")
-    source = pretrained
+    source = None if pretrained in (None, "", "none", "random") else pretrained
     if clip_weights is not None:
         path = Path(clip_weights)
         if not path.is_file():
             raise StclipError(f"CLIP weights file not found: {path} (--clip-weights)")
         source = str(path)
     try:
-        model = open_clip.create_model(backbone, pretrained=source)
+        with _quiet_open_clip():
+            model = open_clip.create_model(backbone, pretrained=source)
     except Exception as err:  # open_clip raises RuntimeError/OSError/HF errors for every loading failure
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if clip_weights is not None:
@@ -54,6 +57,18 @@ def create_clip(
     model.requires_grad_(False)
     model.eval()
     return model
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """open_clip logs a root-logger warning for random weights, which we ask for knowingly (tests, counts)."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def check_supported(model: nn.Module) -> None:
