@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from stclip_cli.video import Frame
+
 
 def window_indices(keyframe: int, num_frames: int, length: int) -> list[int]:
     """Indices of the ``length`` frames centred on ``keyframe``, shifted to stay inside ``[0, num_frames)``.
@@ -21,3 +27,70 @@ def keyframe_indices(num_frames: int, stride: int) -> list[int]:
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     return list(range(0, num_frames, stride))
+
+
+@dataclass(frozen=True)
+class Window:
+    """One keyframe's T-frame window plus the frames to render with its results.
+
+    ``frames`` are the window's frames in ``indices`` order; ``following`` are the non-key frames after the
+    keyframe and before the next keyframe, which get the keyframe's boxes and labels in the video output.
+    """
+
+    keyframe: int
+    indices: list[int]
+    frames: list[Frame]
+    following: list[Frame]
+
+    @property
+    def key(self) -> Frame:
+        """The keyframe's own Frame."""
+        return self.frames[self.indices.index(self.keyframe)]
+
+    @property
+    def render_frames(self) -> list[Frame]:
+        """The keyframe followed by ``following``: every frame up to the next keyframe, in order."""
+        return [self.key, *self.following]
+
+
+def iter_windows(frames: Iterable[Frame], length: int, stride: int) -> Iterator[Window]:
+    """Yield a ``Window`` per keyframe (every ``stride``-th frame) from a frame stream, in stream order.
+
+    Windows match ``window_indices`` exactly (border-shifted at both ends). The end of the stream is only
+    known when it arrives, so the builder reads ahead until a window can no longer change; it holds at most
+    about ``length + stride`` frames, whatever the video's length. Frames must come with indices 0, 1, 2, ...
+    """
+    if length < 1:
+        raise ValueError(f"window length must be >= 1, got {length}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    half = length // 2
+    buffer: deque[Frame] = deque()
+    seen = 0
+    next_key = 0
+    stream = iter(frames)
+    ended = False
+    while True:
+        while not ended and seen < max(next_key + half + 1, next_key + stride, length + 1):
+            frame = next(stream, None)
+            if frame is None:
+                ended = True
+                break
+            if frame.index != seen:
+                raise ValueError(f"frames out of order: expected index {seen}, got {frame.index}")
+            buffer.append(frame)
+            seen += 1
+        if next_key >= seen:
+            return
+        indices = window_indices(next_key, seen, length)
+        first = buffer[0].index
+        yield Window(
+            keyframe=next_key,
+            indices=indices,
+            frames=[buffer[i - first] for i in indices],
+            following=[buffer[i - first] for i in range(next_key + 1, min(next_key + stride, seen))],
+        )
+        next_key += stride
+        keep_from = min(next_key - half, seen - length)
+        while buffer and buffer[0].index < keep_from:
+            buffer.popleft()

@@ -1,0 +1,290 @@
+"""The `stclip` command line: detect / train / eval / splits / params. Parsing and messages only; the work is done
+by the predictor, trainer and evaluator modules."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import StclipError
+
+app = typer.Typer(
+    name="stclip",
+    help="Zero-shot spatio-temporal action detection with ST-CLIP: find every person, score the actions you name.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+def friendly(command: Callable) -> Callable:
+    """Turn StclipError into one red line and exit 1, Ctrl-C into exit 130; never a traceback for bad input."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except StclipError as err:
+            console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _device(name: str):
+    from .train import resolve_device
+
+    return resolve_device(name)
+
+
+@app.command()
+@friendly
+def splits(dataset: Optional[str] = typer.Option(None, help="jhmdb, ucf24 or ava; all when omitted")) -> None:
+    """List the built-in zero-shot label splits (train / unseen test classes).
+
+    Example: stclip splits --dataset jhmdb
+    """
+    from .data.splits import list_splits
+
+    table = Table(title="zero-shot label splits")
+    for col in ("dataset", "split", "train classes", "unseen (test) classes"):
+        table.add_column(col)
+    for s in list_splits():
+        if dataset is None or s.dataset == dataset:
+            table.add_row(s.dataset, str(s.split), str(len(s.train_classes)), ", ".join(s.test_classes))
+    Console().print(table)
+
+
+@app.command()
+@friendly
+def params(model: str = typer.Option("stclip-vitb16", help="model card name or .yaml path")) -> None:
+    """Count the trainable parameters of a model card (random CLIP weights; nothing is downloaded).
+
+    Example: stclip params --model stclip-vitb16
+    """
+    from .cards import load_card
+    from .params import PAPER_TUNED_PARAMETERS, parameter_report
+
+    card = load_card(model)
+    report = parameter_report(card)
+    table = Table(title=f"trainable parameters of {card.name} ({card.backbone}, T={card.window})")
+    table.add_column("module")
+    table.add_column("parameters", justify="right")
+    for name, count in report.groups.items():
+        table.add_row(name, f"{count:,}")
+    table.add_row("[b]total[/b]", f"[b]{report.total:,}[/b] ({report.total / 1e6:.2f} M)")
+    out = Console()
+    out.print(table)
+    ref = report.reference_total
+    out.print(
+        f"as the paper counts (adds the reference's unused temporal FFN + LayerNorm, {report.reference_extra:,}): "
+        f"{ref:,} ({ref / 1e6:.2f} M, {100 * (ref / PAPER_TUNED_PARAMETERS - 1):+.2f}% vs the paper's 55.11 M)"
+    )
+
+
+@app.command()
+@friendly
+def train(
+    dataset: str = typer.Option(..., help="jhmdb, ucf24 or ava"),
+    split: int = typer.Option(..., help="label split number (see `stclip splits`)"),
+    data_root: Optional[Path] = typer.Option(None, help="dataset folder [default: $STCLIP_DATA/<dataset> or ~/.cache/stclip/data/<dataset>]"),
+    out: Optional[Path] = typer.Option(None, help="run folder [default: runs/<dataset>-split<K>]"),
+    model: Optional[str] = typer.Option(None, help="model card [default: stclip-vitb16; ava: stclip-vitl14-ava]"),
+    clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file instead of the open_clip download"),
+    iterations: Optional[int] = typer.Option(None, help="[default: 3000; ava: 20000]"),
+    batch_size: int = typer.Option(8, help="keyframes per step (over all GPUs)"),
+    lr: Optional[float] = typer.Option(None, help="base learning rate [default: 2.5e-4; ava: 4e-4]"),
+    momentum: float = typer.Option(0.9),
+    weight_decay: float = typer.Option(1e-7),
+    warmup_iters: Optional[int] = typer.Option(None, help="[default: 800; ava: 2000]"),
+    warmup_factor: float = typer.Option(0.25),
+    max_boxes: int = typer.Option(10, help="ground-truth boxes per keyframe at most (random subset)"),
+    seed: int = typer.Option(2),
+    checkpoint_every: int = typer.Option(500),
+    log_every: int = typer.Option(20),
+    workers: int = typer.Option(2, help="data-loading processes"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
+    half: bool = typer.Option(False, help="bf16 autocast on GPU"),
+    resume: bool = typer.Option(False, help="continue from <out>/last.safetensors"),
+    pool: str = typer.Option("all", help="jhmdb video pool: all (every video of a class, the reference) or official (one half)"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Train ST-CLIP on a label split's train classes with the paper's hyper-parameters.
+
+    Examples: stclip train --dataset jhmdb --split 3 ;
+    torchrun --nproc_per_node 8 -m stclip_cli train --dataset ava --split 1
+    """
+    from .data import open_dataset
+    from .train import PAPER_DEFAULTS, TrainConfig, Trainer, default_run_dir
+
+    defaults = PAPER_DEFAULTS.get(dataset.lower())
+    if defaults is None:
+        raise StclipError(f"unknown dataset '{dataset}': expected one of {', '.join(PAPER_DEFAULTS)}")
+    options = {"pool": pool} if dataset.lower() == "jhmdb" else {}
+    view = open_dataset(dataset, data_root, split, "train", **options)
+    cfg = TrainConfig(
+        dataset=dataset.lower(), split=split, out=out or default_run_dir(dataset.lower(), split),
+        model=model or defaults["model"], iterations=iterations or defaults["iterations"], batch_size=batch_size,
+        lr=lr or defaults["lr"], momentum=momentum, weight_decay=weight_decay,
+        warmup_iters=defaults["warmup_iters"] if warmup_iters is None else warmup_iters, warmup_factor=warmup_factor,
+        max_boxes=max_boxes, seed=seed, checkpoint_every=checkpoint_every, log_every=log_every, workers=workers,
+        device=device, half=half, options=options,
+    )
+    if not resume and (cfg.out / "last.safetensors").exists():
+        raise StclipError(f"{cfg.out} already holds a run; pass --resume to continue it or --out DIR for a new one")
+    trainer = Trainer(cfg, view, clip_weights=clip_weights)
+    if resume:
+        trainer.resume()
+    final = _run_with_progress(trainer, quiet or trainer.rank != 0)
+    if trainer.rank == 0:
+        console.print(f"final checkpoint: {final}")
+
+
+def _run_with_progress(trainer, quiet: bool) -> Path:
+    """Trainer.run under a rich progress bar showing loss, lr, it/s and ETA."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if quiet:
+        return trainer.run()
+    columns = [TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+               TextColumn("lr {task.fields[lr]:.2e}"), TextColumn("{task.speed:.2f} it/s" if True else ""),
+               TimeRemainingColumn()]
+    columns[5] = TextColumn("{task.fields[its]} it/s")
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("train", total=trainer.cfg.iterations, completed=trainer.step, loss=math.nan, lr=0.0, its="-")
+
+        def on_step(step: int, row: dict) -> None:
+            fields = {"loss": row["loss"], "lr": row["lr"]}
+            if "it_s" in row:
+                fields["its"] = f"{row['it_s']:.2f}"
+            progress.update(task, completed=step, **fields)
+
+        return trainer.run(on_step)
+
+
+@app.command("eval")
+@friendly
+def evaluate(
+    dataset: Optional[str] = typer.Option(None, help="jhmdb, ucf24 or ava [default: the checkpoint's]"),
+    split: Optional[int] = typer.Option(None, help="label split [default: the checkpoint's]"),
+    data_root: Optional[Path] = typer.Option(None, help="dataset folder [default: $STCLIP_DATA/<dataset> or ~/.cache/stclip/data/<dataset>]"),
+    checkpoint: Optional[Path] = typer.Option(None, help="a `stclip train` checkpoint [default: the newest runs/*/final.safetensors]"),
+    model: str = typer.Option("stclip", help="stclip, baseline, baseline-crop or a model card"),
+    clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file"),
+    gt_boxes: bool = typer.Option(False, "--gt-boxes", help="score ground-truth person boxes instead of detections"),
+    single_action: bool = typer.Option(False, "--single-action", help="soft voting over each video"),
+    subset: str = typer.Option("test", help="test: the unseen classes; train: the seen classes"),
+    fp_margin: Optional[float] = typer.Option(None, help="false-positive filter margin [default: jhmdb 0.001, others 0.7]"),
+    max_persons: Optional[int] = typer.Option(None, help="score at most this many detections per frame"),
+    batch_size: int = typer.Option(8),
+    device: str = typer.Option("auto"),
+    half: bool = typer.Option(False),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result JSON here [default: next to the checkpoint]"),
+    pred: Optional[Path] = typer.Option(None, help="evaluate this prediction file (detect JSON or AVA CSV) without a model"),
+    gt: Optional[Path] = typer.Option(None, help="ground truth for --pred (J-HMDB JSON, detect-style JSON or AVA CSV)"),
+    excluded: Optional[Path] = typer.Option(None, help="AVA excluded timestamps CSV (with --pred CSV)"),
+    label_map: Optional[Path] = typer.Option(None, help="AVA action list pbtxt (with --pred CSV)"),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Frame mAP@0.5 on a split's unseen classes, or of an existing prediction file.
+
+    Examples: stclip eval --gt-boxes ; stclip eval --dataset jhmdb --split 1 --model baseline ;
+    stclip eval --pred out.json --gt jhmdb_test_gt_min.json
+    """
+    if pred is not None or gt is not None:
+        return _eval_files(pred, gt, excluded, label_map, json_out)
+    from .cards import build_model, card_for_checkpoint, load_card, read_metadata
+    from .data import open_dataset
+    from .evaluate import evaluate_view
+    from .scoring import Scorer
+    from .train import latest_run
+
+    card = load_card(model)
+    meta: dict = {}
+    if card.kind == "stclip":
+        checkpoint = checkpoint or latest_run()
+        meta = read_metadata(checkpoint)
+        card = card_for_checkpoint(checkpoint, None if model == "stclip" else card)
+    dataset = (dataset or meta.get("dataset") or "").lower()
+    split = split if split is not None else meta.get("split")
+    if not dataset or split is None:
+        raise StclipError("which benchmark? pass --dataset and --split (only a checkpoint records them)")
+    view = open_dataset(dataset, data_root or (meta.get("config", {}).get("options", {}).get("data_root")), split, subset)
+    dev = _device(device)
+    net = build_model(card, clip_weights, card.checkpoint).to(dev)
+    scorer = Scorer(net, view.classes, multi_label=view.multi_label, half=half)
+    margin = fp_margin if fp_margin is not None else (0.001 if dataset == "jhmdb" else 0.7)
+    from rich.progress import Progress
+
+    with Progress(console=console, disable=quiet) as progress:
+        task = progress.add_task(f"eval {dataset} split {split}", total=len(view.videos))
+        result = evaluate_view(view, scorer, gt_boxes, single_action, batch_size, margin, max_persons,
+                               on_video=lambda n: progress.advance(task, n))
+    result.settings = {"dataset": dataset, "split": split, "subset": subset, "model": card.name,
+                       "checkpoint": str(card.checkpoint) if card.checkpoint else None, "gt_boxes": gt_boxes,
+                       "single_action": single_action}
+    _print_aps(result.aps, result.mean, f"{dataset} split {split} {subset} classes, frame mAP@0.5"
+               f"{' (GT boxes)' if gt_boxes else ''}{' (soft voting)' if single_action else ''}")
+    target = json_out or (Path(card.checkpoint).with_name(f"eval-{subset}{'-gt' if gt_boxes else ''}{'-sa' if single_action else ''}.json")
+                          if card.checkpoint else Path(f"eval-{dataset}-split{split}-{card.name}.json"))
+    from .outputs import atomic_text
+
+    atomic_text(target, json.dumps(result.to_dict(), indent=2))
+    console.print(f"wrote {target}")
+
+
+def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Path], label_map: Optional[Path], json_out: Optional[Path]) -> None:
+    """--pred/--gt: AVA CSVs by the standard AVA rules, or a detect JSON against a GT JSON."""
+    from .metrics import ava_evaluate, evaluate_json, mean_ap
+
+    if pred is None or gt is None:
+        raise StclipError("--pred and --gt go together: pass both files")
+    for path, flag in ((pred, "--pred"), (gt, "--gt")):
+        if not path.is_file():
+            raise StclipError(f"file not found: {path} ({flag})")
+    if pred.suffix.lower() == ".csv":
+        if label_map is None:
+            raise StclipError("AVA evaluation needs the action list: pass --label-map ava_action_list_v2.2.pbtxt")
+        aps = ava_evaluate(pred, gt, excluded, label_map)
+    else:
+        aps = evaluate_json(pred, gt)
+    mean = mean_ap(aps)
+    _print_aps(aps, mean, f"{pred.name} vs {gt.name}, frame mAP@0.5")
+    if json_out is not None:
+        from .outputs import atomic_text
+
+        clean = {k: (None if math.isnan(v) else v) for k, v in aps.items()}
+        atomic_text(json_out, json.dumps({"map": None if math.isnan(mean) else mean, "ap": clean}, indent=2))
+
+
+def _print_aps(aps: dict, mean: float, title: str) -> None:
+    """Rich table of per-class AP and the mean."""
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("AP", justify="right")
+    for name, ap in aps.items():
+        table.add_row(name, "no GT" if math.isnan(ap) else f"{100 * ap:.2f}")
+    table.add_row("[b]mean[/b]", "-" if math.isnan(mean) else f"[b]{100 * mean:.2f}[/b]")
+    Console().print(table)
+
+
+def main() -> None:
+    """Entry point for `python -m stclip_cli`."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,242 @@
+"""Person boxes per frame: an ultralytics YOLO detector, a precomputed boxes file, and the paper's FP filter."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import supervision as sv
+
+from stclip_cli.errors import StclipError
+
+
+class PersonDetector(Protocol):
+    """Anything that gives person boxes for a batch of frames (one call per batch).
+
+    ``images`` are HxWx3 uint8 RGB; ``indices`` are their frame indices, which a boxes file needs and a
+    detector ignores. Returns one ``sv.Detections`` per image: xyxy float32 pixels, confidence or None.
+    """
+
+    def detect(self, images: list[np.ndarray], indices: Sequence[int] | None = None) -> list[sv.Detections]: ...
+
+
+def clip_to_frame(detections: sv.Detections, width: int, height: int) -> sv.Detections:
+    """Clip boxes to the frame and drop those with zero area after clipping."""
+    if len(detections) == 0:
+        return detections
+    detections = detections[:]
+    detections.xyxy = sv.clip_boxes(detections.xyxy, (width, height)).astype(np.float32)
+    x1, y1, x2, y2 = detections.xyxy.T
+    return detections[(x2 > x1) & (y2 > y1)]
+
+
+def fp_filter(detections: sv.Detections, margin: float | None) -> sv.Detections:
+    """The paper's false-positive filter (method.md section 9): keep the best box S and every box above S - margin.
+
+    ``margin=None`` or detections without scores leave the boxes as they are.
+    """
+    if margin is None or detections.confidence is None or len(detections) == 0:
+        return detections
+    best = float(np.max(detections.confidence))
+    keep = detections.confidence > best - margin
+    keep[int(np.argmax(detections.confidence))] = True
+    return detections[keep]
+
+
+def _empty() -> sv.Detections:
+    return sv.Detections(xyxy=np.empty((0, 4), dtype=np.float32), confidence=np.empty(0, dtype=np.float32))
+
+
+class YoloPersonDetector:
+    """An ultralytics YOLO restricted to the person class, run batched over a list of frames.
+
+    ``model`` is a local .pt file, an ultralytics name it may download (``yolo11n.pt``) or a .yaml
+    architecture, which builds a randomly initialised model (used by the tests; no weights needed).
+    """
+
+    def __init__(
+        self,
+        model: str = "yolo11n.pt",
+        conf: float = 0.25,
+        device: str | None = None,
+        imgsz: int = 640,
+        half: bool = False,
+    ) -> None:
+        self.model = _load_yolo(str(model))
+        self.conf = conf
+        self.device = None if device in (None, "auto") else device
+        self.imgsz = imgsz
+        self.half = half
+        names = {int(k): str(v).lower() for k, v in self.model.names.items()}
+        self.person_class = next((k for k, v in sorted(names.items()) if v == "person"), 0)
+
+    def detect(self, images: list[np.ndarray], indices: Sequence[int] | None = None) -> list[sv.Detections]:
+        """Person boxes for each RGB image, in one batched ``predict`` call."""
+        if not images:
+            return []
+        bgr = [np.ascontiguousarray(image[..., ::-1]) for image in images]
+        results = self.model.predict(
+            bgr,
+            classes=[self.person_class],
+            conf=self.conf,
+            device=self.device,
+            imgsz=self.imgsz,
+            half=self.half,
+            batch=len(bgr),
+            verbose=False,
+        )
+        out = []
+        for image, result in zip(images, results):
+            det = sv.Detections.from_ultralytics(result)
+            det = det[det.class_id == self.person_class] if det.class_id is not None else det
+            det.xyxy = det.xyxy.astype(np.float32)
+            if det.confidence is not None:
+                det.confidence = det.confidence.astype(np.float32)
+            out.append(clip_to_frame(det, image.shape[1], image.shape[0]))
+        return out
+
+
+def _load_yolo(model: str) -> Any:
+    from ultralytics import YOLO
+
+    path = Path(model)
+    missing = (
+        f"person detector weights '{model}' not found and could not be downloaded; "
+        "pass --detector PATH to a local ultralytics .pt file"
+    )
+    if path.suffix in (".yaml", ".yml") and not path.exists():
+        try:
+            return YOLO(model)
+        except Exception as err:
+            raise StclipError(f"cannot build person detector '{model}': {err}") from None
+    if not path.exists() and (path.parent != Path(".") or path.suffix != ".pt"):
+        raise StclipError(missing)
+    try:
+        return YOLO(model)
+    except (ConnectionError, FileNotFoundError, TimeoutError) as err:
+        raise StclipError(missing) from err
+    except Exception as err:
+        if not path.exists():
+            raise StclipError(missing) from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StclipError(f"cannot load person detector '{model}': {reason}") from err
+
+
+class BoxesFile:
+    """Precomputed person boxes read from a file, served by frame index.
+
+    Two formats: (a) the JSON that ``stclip detect`` writes (frames[].index, persons[].box, detector_score,
+    optional track_id); (b) a COCO-results list of {image_id, bbox, score, category_id?} where image_id is the
+    0-based frame index and bbox is [x1, y1, x2, y2] in pixels (xyxy, as in the J-HMDB reference detections,
+    not COCO's xywh); category_id is ignored, every entry is taken as a person. Missing scores read as None.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise StclipError(f"boxes file not found: {self.path}")
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise StclipError(f"{self.path}: not a readable JSON boxes file ({err})") from None
+        if isinstance(data, dict) and isinstance(data.get("frames"), list):
+            rows = self._from_detect_json(data["frames"])
+        elif isinstance(data, list):
+            rows = self._from_coco_results(data)
+        else:
+            raise StclipError(
+                f"{self.path}: expected the JSON written by 'stclip detect' (an object with \"frames\") "
+                "or a COCO-results list"
+            )
+        self._frames: dict[int, sv.Detections] = {index: _to_detections(boxes) for index, boxes in rows.items()}
+
+    def _from_detect_json(self, frames: list[Any]) -> dict[int, list[tuple[list[float], Any, Any]]]:
+        rows: dict[int, list[tuple[list[float], Any, Any]]] = {}
+        for n, frame in enumerate(frames):
+            where = f"frames[{n}]"
+            if not isinstance(frame, dict) or not isinstance(frame.get("persons", []), list):
+                raise StclipError(f"{self.path}: {where} is not an object with a \"persons\" list")
+            index = self._index(frame.get("index"), where)
+            bucket = rows.setdefault(index, [])
+            for m, person in enumerate(frame.get("persons", [])):
+                if not isinstance(person, dict):
+                    raise StclipError(f"{self.path}: {where}.persons[{m}] is not an object")
+                box = self._box(person.get("box"), f"{where}.persons[{m}].box")
+                score = self._score(person.get("detector_score"), f"{where}.persons[{m}].detector_score")
+                track = person.get("track_id")
+                bucket.append((box, score, track if isinstance(track, int) and track >= 0 else None))
+        return rows
+
+    def _from_coco_results(self, entries: list[Any]) -> dict[int, list[tuple[list[float], Any, Any]]]:
+        rows: dict[int, list[tuple[list[float], Any, Any]]] = {}
+        for n, entry in enumerate(entries):
+            where = f"entry {n}"
+            if not isinstance(entry, dict):
+                raise StclipError(f"{self.path}: {where} is not an object with image_id, bbox, score")
+            index = self._index(entry.get("image_id"), f"{where} image_id")
+            box = self._box(entry.get("bbox"), f"{where} bbox")
+            score = self._score(entry.get("score"), f"{where} score")
+            rows.setdefault(index, []).append((box, score, None))
+        return rows
+
+    def _index(self, value: Any, where: str) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise StclipError(f"{self.path}: {where} must be a 0-based frame index, got {value!r}")
+        return value
+
+    def _box(self, value: Any, where: str) -> list[float]:
+        try:
+            box = [float(v) for v in value]
+        except (TypeError, ValueError):
+            box = []
+        if len(box) != 4 or not all(math.isfinite(v) for v in box):
+            raise StclipError(f"{self.path}: {where} must be 4 numbers [x1, y1, x2, y2], got {value!r}")
+        return box
+
+    def _score(self, value: Any, where: str) -> float | None:
+        if value is None:
+            return None
+        try:
+            score = float(value)
+        except (TypeError, ValueError):
+            score = math.nan
+        if not math.isfinite(score) or isinstance(value, bool):
+            raise StclipError(f"{self.path}: {where} must be a number, got {value!r}")
+        return score
+
+    @property
+    def frame_indices(self) -> list[int]:
+        """The frame indices that have at least one box, sorted."""
+        return sorted(index for index, det in self._frames.items() if len(det))
+
+    def boxes_for(self, frame_index: int, size: tuple[int, int] | None = None) -> sv.Detections:
+        """The boxes of one frame (empty when the file has none), clipped to ``size=(width, height)`` if given."""
+        det = self._frames.get(frame_index)
+        if det is None:
+            return _empty()
+        return clip_to_frame(det, *size) if size is not None else det[:]
+
+    def detect(self, images: list[np.ndarray], indices: Sequence[int] | None = None) -> list[sv.Detections]:
+        """The ``PersonDetector`` protocol: look up each frame's boxes by index, clipped to its image."""
+        if indices is None or len(indices) != len(images):
+            raise ValueError("BoxesFile.detect needs the frame index of every image")
+        return [self.boxes_for(i, (image.shape[1], image.shape[0])) for i, image in zip(indices, images)]
+
+
+def _to_detections(boxes: list[tuple[list[float], float | None, int | None]]) -> sv.Detections:
+    if not boxes:
+        return _empty()
+    xyxy = np.array([b for b, _, _ in boxes], dtype=np.float32).reshape(-1, 4)
+    scores = [s for _, s, _ in boxes]
+    confidence = None
+    if any(s is not None for s in scores):
+        confidence = np.array([1.0 if s is None else s for s in scores], dtype=np.float32)
+    tracks = [t for _, _, t in boxes]
+    tracker_id = np.array(tracks, dtype=int) if all(t is not None for t in tracks) else None
+    return sv.Detections(xyxy=xyxy, confidence=confidence, tracker_id=tracker_id)

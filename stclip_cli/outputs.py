@@ -1,0 +1,354 @@
+"""Result sinks (JSON, AVA-style CSV, annotated video), each written atomically: temp file, then rename."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from abc import ABC, abstractmethod
+from typing import IO, Any, Literal, Self
+
+import av
+import cv2
+import numpy as np
+import supervision as sv
+
+from stclip_cli.errors import StclipError
+from stclip_cli.video import VideoInfo
+
+SCORES = "scores"
+
+
+@dataclass
+class FrameResult:
+    """One frame's result, the record every sink receives.
+
+    ``detections``: xyxy boxes in original pixels, confidence = detector scores (or None), tracker_id (or
+    None; negative ids mean untracked) and ``data["scores"]`` float32 (n, C) action probabilities.
+    ``keyframe`` is False for frames that carry the previous keyframe's boxes and scores. ``image`` is the
+    frame's RGB pixels, needed by the video sink only.
+    """
+
+    index: int
+    time: float
+    detections: sv.Detections
+    keyframe: bool = True
+    image: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The "model" object of the JSON output: what produced the scores and how they were normalised."""
+
+    name: str
+    backbone: str
+    checkpoint: str | None
+    mode: Literal["softmax", "sigmoid"]
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail now, before any decoding, with "cannot write <path>: <reason>" if ``path`` cannot be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise StclipError(f"cannot write {path}: it is a folder")
+    if not parent.exists():
+        raise StclipError(f"cannot write {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise StclipError(f"cannot write {path}: {parent} is not a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StclipError(f"cannot write {path}: permission denied")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as err:
+        raise StclipError(f"cannot write {path}: {(err.strerror or str(err)).lower()}") from None
+    return path
+
+
+class _AtomicSink(ABC):
+    """Temp-file bookkeeping shared by the sinks: a hidden temp beside the target, renamed on ``close``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = check_writable(path)
+        self.temp: Path | None = None
+
+    def _make_temp(self) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=f".part{self.path.suffix}")
+        os.close(fd)
+        self.temp = Path(name)
+        return self.temp
+
+    def _commit(self) -> None:
+        if self.temp is not None:
+            os.replace(self.temp, self.path)
+            self.temp = None
+
+    def _discard(self) -> None:
+        if self.temp is not None:
+            self.temp.unlink(missing_ok=True)
+            self.temp = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    @abstractmethod
+    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
+        """Start writing the temp file for one video."""
+
+    @abstractmethod
+    def write(self, result: FrameResult) -> None:
+        """Add one frame's result."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish the file and move it under its final name."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop the temp file; nothing appears under the final name."""
+
+
+def _track_id(detections: sv.Detections, i: int) -> int | None:
+    if detections.tracker_id is None or int(detections.tracker_id[i]) < 0:
+        return None
+    return int(detections.tracker_id[i])
+
+
+def _detector_score(detections: sv.Detections, i: int) -> float | None:
+    if detections.confidence is None or not math.isfinite(float(detections.confidence[i])):
+        return None
+    return round(float(detections.confidence[i]), 4)
+
+
+def _scores(detections: sv.Detections, num_actions: int) -> np.ndarray:
+    scores = detections.data.get(SCORES)
+    if scores is None:
+        return np.zeros((len(detections), num_actions), dtype=np.float32)
+    scores = np.asarray(scores, dtype=np.float32).reshape(len(detections), -1)
+    if scores.shape[1] != num_actions:
+        raise ValueError(f"{scores.shape[1]} scores per person for {num_actions} actions")
+    return scores
+
+
+class JsonSink(_AtomicSink):
+    """The JSON of cli.md, one object per video; frames are streamed to disk as they come (keyframes only)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self._file: IO[str] | None = None
+        self._count = 0
+
+    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
+        """Start the temp file and write the per-video header (``model``: a ModelInfo or a dict of its fields)."""
+        self.actions = list(actions)
+        header = {
+            "video": str(info.path),
+            "width": info.width,
+            "height": info.height,
+            "fps": float(info.fps),
+            "num_frames": info.num_frames,
+            "actions": self.actions,
+            "model": asdict(model) if isinstance(model, ModelInfo) else dict(model),
+        }
+        self._file = self._make_temp().open("w", encoding="utf-8")
+        self._file.write(json.dumps(header, ensure_ascii=False)[:-1] + ', "frames": [\n')
+        self._count = 0
+
+    def write(self, result: FrameResult) -> None:
+        """Append one scored frame; carried (non-key) frames are not part of the JSON."""
+        if not result.keyframe:
+            return
+        assert self._file is not None, "JsonSink.open() first"
+        persons = persons_json(result.detections, self.actions)
+        record = {"index": int(result.index), "time": round(float(result.time), 6), "persons": persons}
+        self._file.write((",\n" if self._count else "") + json.dumps(record, ensure_ascii=False))
+        self._count += 1
+
+    def close(self) -> None:
+        """Finish the JSON and move it under its final name."""
+        if self._file is not None:
+            self._file.write("\n]}\n")
+            self._file.close()
+            self._file = None
+        self._commit()
+
+    def abort(self) -> None:
+        """Drop the temp file; nothing appears under the final name."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._discard()
+
+
+class CsvSink(_AtomicSink):
+    """AVA-style prediction rows, no header: video_id, time (s), x1, y1, x2, y2 (in [0, 1]), action, score.
+
+    One row per person per action, keyframes only. The action column holds the action's name, not AVA's
+    numeric id, because stclip's action lists are free text. video_id is the input's file name stem.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self._file: IO[str] | None = None
+
+    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | None = None) -> None:
+        """Start the temp file; ``model`` is accepted for a uniform sink interface and not written."""
+        self.info = info
+        self.actions = list(actions)
+        self._file = self._make_temp().open("w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._file)
+
+    def write(self, result: FrameResult) -> None:
+        """Write one row per person and action for a keyframe."""
+        if not result.keyframe:
+            return
+        assert self._file is not None, "CsvSink.open() first"
+        det = result.detections
+        scores = _scores(det, len(self.actions))
+        scale = np.array([self.info.width, self.info.height] * 2, dtype=np.float64)
+        video_id = self.info.path.stem
+        for i in range(len(det)):
+            box = np.clip(det.xyxy[i] / scale, 0.0, 1.0)
+            coords = [f"{v:.3f}" for v in box]
+            for name, p in zip(self.actions, scores[i]):
+                self._writer.writerow([video_id, f"{result.time:.3f}", *coords, name, f"{float(p):.5f}"])
+
+    def close(self) -> None:
+        """Flush and move the CSV under its final name."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._commit()
+
+    def abort(self) -> None:
+        """Drop the temp file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._discard()
+
+
+def video_codec() -> str:
+    """The encoder the video sink uses: libx264 when this FFmpeg build has it, else mpeg4."""
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def person_label(detections: sv.Detections, i: int, actions: list[str], top_k: int = 2) -> str:
+    """The text drawn above a box: "#track" (when tracked) then the top-k "action 0.71" lines."""
+    lines = []
+    track = _track_id(detections, i)
+    if track is not None:
+        lines.append(f"#{track}")
+    scores = detections.data.get(SCORES)
+    if scores is not None and len(actions):
+        row = np.asarray(scores[i], dtype=np.float32)
+        for j in np.argsort(-row, kind="stable")[:top_k]:
+            lines.append(f"{actions[j]} {row[j]:.2f}")
+    return "\n".join(lines)
+
+
+class VideoSink(_AtomicSink):
+    """An annotated copy of the input (same size and rate, every frame) with boxes and top-k action labels."""
+
+    def __init__(self, path: str | Path, top_k: int = 2) -> None:
+        super().__init__(path)
+        self.top_k = top_k
+        self._container: Any = None
+
+    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | None = None) -> None:
+        """Start encoding into the temp file; ``model`` is accepted for a uniform sink interface."""
+        self.actions = list(actions)
+        self._container = av.open(str(self._make_temp()), "w")
+        rate = Fraction(info.fps).limit_denominator(1001)
+        codec = video_codec()
+        self._stream = self._container.add_stream(codec, rate=rate)
+        self._stream.width, self._stream.height = info.width, info.height
+        even = info.width % 2 == 0 and info.height % 2 == 0
+        self._stream.pix_fmt = "yuv420p" if even or codec == "mpeg4" else "yuv444p"
+        if codec == "libx264":
+            self._stream.options = {"crf": "20", "preset": "veryfast"}
+        text_scale = min(0.8, max(0.35, info.height / 1000))
+        self._boxes = sv.BoxAnnotator(thickness=1 if info.height < 600 else 2)
+        self._labels = sv.LabelAnnotator(
+            text_scale=text_scale, text_padding=round(8 * text_scale), smart_position=True
+        )
+
+    def write(self, result: FrameResult) -> None:
+        """Draw the result's boxes and labels on its ``image`` and encode it; every frame, key or carried."""
+        assert self._container is not None, "VideoSink.open() first"
+        if result.image is None:
+            raise ValueError("VideoSink needs FrameResult.image")
+        scene = cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR)
+        det = result.detections
+        if len(det):
+            tracked = det.tracker_id is not None and bool(np.all(det.tracker_id >= 0))
+            lookup = sv.ColorLookup.TRACK if tracked else sv.ColorLookup.INDEX
+            self._boxes.color_lookup = lookup
+            self._labels.color_lookup = lookup
+            labels = [person_label(det, i, self.actions, self.top_k) for i in range(len(det))]
+            scene = self._boxes.annotate(scene, det)
+            if any(labels):
+                scene = self._labels.annotate(scene, det, labels=labels)
+        video_frame = av.VideoFrame.from_ndarray(scene, format="bgr24")
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder, close the file and move it under its final name."""
+        if self._container is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+        self._commit()
+
+    def abort(self) -> None:
+        """Stop encoding and drop the temp file."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except av.FFmpegError:
+                pass
+            self._container = None
+        self._discard()
+
+
+def persons_json(detections: sv.Detections, actions: list[str]) -> list[dict[str, Any]]:
+    """The "persons" list of one frame as the JSON sink writes it (handy for tests and other renderers)."""
+    scores = _scores(detections, len(actions))
+    return [
+        {
+            "box": [round(float(v), 2) for v in detections.xyxy[i]],
+            "detector_score": _detector_score(detections, i),
+            "track_id": _track_id(detections, i),
+            "scores": {name: round(float(p), 5) for name, p in zip(actions, scores[i])},
+        }
+        for i in range(len(detections))
+    ]
+
+
+def atomic_text(path: str | Path, text: str) -> Path:
+    """Write a small text file (e.g. an evaluation JSON) atomically: temp file beside it, then rename."""
+    path = check_writable(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,252 @@
+"""Streaming video decode (PyAV) and frame folders: upright RGB frames with real timestamps, one at a time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import av
+import cv2
+import numpy as np
+
+from stclip_cli.errors import StclipError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+DEFAULT_FOLDER_FPS = 25.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know about a video before decoding it.
+
+    ``width``/``height`` are after rotation. ``num_frames`` is the container's frame count, or, when the
+    container does not store one, the number of video packets found by demuxing the file (no decoding);
+    for a frame folder it is the number of image files.
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    rotation: int
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: its position in the stream, its time in seconds and the upright RGB image."""
+
+    index: int
+    time: float
+    image: np.ndarray
+
+
+class VideoSource(Protocol):
+    """A video opened for streaming: ``info`` up front, frames by iterating, ``close()`` (or ``with``)."""
+
+    info: VideoInfo
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> VideoSource: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def open_video(path: str | Path, fps: float | None = None, threads: bool = True) -> VideoSource:
+    """Open a video file or a folder of frames, failing fast with a one-line ``StclipError`` on bad input.
+
+    ``fps`` applies to frame folders only (default 25); a video file's rate comes from its container.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StclipError(f"video not found: {path}")
+    if path.is_dir():
+        return FrameFolderSource(path, fps or DEFAULT_FOLDER_FPS)
+    if path.stat().st_size == 0:
+        raise StclipError(f"{path}: empty file")
+    return PyAVSource(path, threads=threads)
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Rotate a decoded image by the display-matrix angle (degrees counter-clockwise, as PyAV reports it)."""
+    turns = round(rotation / 90) % 4
+    if turns == 0:
+        return image
+    return np.ascontiguousarray(np.rot90(image, k=turns))
+
+
+class PyAVSource:
+    """A video file decoded by PyAV, one frame at a time; opening decodes the first frame to validate it."""
+
+    def __init__(self, path: Path, threads: bool = True) -> None:
+        self.path = path
+        self._threads = threads
+        self._container: av.container.InputContainer | None = None
+        self._frames: Iterator[av.VideoFrame] | None = None
+        self._first: av.VideoFrame | None = None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        stream = self._stream
+        assert self._first is not None
+        rotation = self._first.rotation
+        width, height = self._first.width, self._first.height
+        if round(rotation / 90) % 2:
+            width, height = height, width
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        self.info = VideoInfo(
+            path=path,
+            width=width,
+            height=height,
+            fps=float(rate) if rate else DEFAULT_FOLDER_FPS,
+            num_frames=stream.frames or self._count_packets(),
+            rotation=rotation,
+        )
+
+    def _open(self) -> None:
+        try:
+            self._container = av.open(str(self.path), metadata_errors="ignore")
+        except av.FFmpegError as err:
+            raise StclipError(f"{self.path}: not a video FFmpeg can read ({_reason(err)})") from None
+        if not self._container.streams.video:
+            raise StclipError(f"{self.path}: no video stream")
+        self._stream = self._container.streams.video[0]
+        if self._threads:
+            self._stream.thread_type = "AUTO"
+        self._frames = self._decode()
+        try:
+            self._first = next(self._frames, None)
+        except (av.FFmpegError, _CorruptPacket) as err:
+            raise StclipError(f"{self.path}: no decodable video frames ({_reason(err)})") from None
+        if self._first is None:
+            raise StclipError(f"{self.path}: no decodable video frames")
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """Demux and decode, raising on a corrupt (e.g. truncated) packet once the frames before it are out.
+
+        Frame-threaded decoders swallow the error of a damaged packet, so the demuxer's corrupt flag is
+        what reveals a truncated file.
+        """
+        assert self._container is not None
+        stream = self._stream
+        for packet in self._container.demux(stream):
+            if packet.is_corrupt:
+                yield from stream.codec_context.decode(None)
+                raise _CorruptPacket("corrupt or truncated data")
+            yield from packet.decode()
+
+    def _count_packets(self) -> int:
+        with av.open(str(self.path), metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            try:
+                return sum(1 for packet in container.demux(stream) if packet.size)
+            except av.FFmpegError:
+                return 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is None:
+            self.close()
+            self._open()
+        first, frames, stream = self._first, self._frames, self._stream
+        self._first = None
+        assert first is not None and frames is not None
+        start = stream.start_time or 0
+        index = 0
+        frame: av.VideoFrame | None = first
+        try:
+            while frame is not None:
+                if frame.pts is not None:
+                    time = float((frame.pts - start) * stream.time_base)
+                else:
+                    time = index / self.info.fps
+                image = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+                yield Frame(index=index, time=time, image=image)
+                index += 1
+                frame = next(frames, None)
+        except (av.FFmpegError, _CorruptPacket) as err:
+            raise StclipError(f"{self.path}: decoding failed at frame {index} ({_reason(err)})") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the container; safe to call more than once."""
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> PyAVSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FrameFolderSource:
+    """A folder of image files read in natural sort order (frame_2 before frame_10) at a given rate."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        if fps <= 0:
+            raise StclipError(f"frame rate must be positive, got {fps}")
+        self.path = path
+        self.files = sorted(
+            (f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
+            key=_natural_key,
+        )
+        if not self.files:
+            raise StclipError(f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder")
+        first = self._read(0)
+        self.info = VideoInfo(
+            path=path,
+            width=first.shape[1],
+            height=first.shape[0],
+            fps=float(fps),
+            num_frames=len(self.files),
+            rotation=0,
+        )
+
+    def _read(self, index: int) -> np.ndarray:
+        image = cv2.imread(str(self.files[index]), cv2.IMREAD_COLOR)
+        if image is None:
+            raise StclipError(f"{self.files[index]}: cannot read image (frame {index})")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def __iter__(self) -> Iterator[Frame]:
+        size = (self.info.height, self.info.width)
+        for index in range(len(self.files)):
+            image = self._read(index)
+            if image.shape[:2] != size:
+                raise StclipError(
+                    f"{self.files[index]}: frame {index} is {image.shape[1]}x{image.shape[0]}, "
+                    f"expected {size[1]}x{size[0]} like the first frame"
+                )
+            yield Frame(index=index, time=index / self.info.fps, image=image)
+
+    def close(self) -> None:
+        """Nothing stays open between frames; present for the ``VideoSource`` protocol."""
+
+    def __enter__(self) -> FrameFolderSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+class _CorruptPacket(Exception):
+    """The demuxer flagged a packet as corrupt (typically a truncated file)."""
+
+
+def _reason(err: Exception) -> str:
+    text = getattr(err, "strerror", None) or str(err)
+    return text.strip().rstrip(".")

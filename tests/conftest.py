@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny real videos (PyAV), frame folders and the shared sample clip."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SAMPLE_CLIP = SHARED / "samples" / "arm_wrestling.mp4"
+
+
+def synthetic_frame(index: int, size: tuple[int, int] = (96, 64)) -> np.ndarray:
+    """An RGB frame: grey level that grows with ``index``, a red marker top-left, a green box moving right."""
+    width, height = size
+    image = np.full((height, width, 3), (index * 8) % 200 + 20, dtype=np.uint8)
+    image[:8, :8] = (255, 0, 0)
+    x = (index * 3) % max(1, width - 20)
+    image[height // 3 : height // 3 + 20, x : x + 16] = (0, 255, 0)
+    return image
+
+
+def write_video(
+    path: Path,
+    n_frames: int = 30,
+    size: tuple[int, int] = (96, 64),
+    fps: int = 10,
+    rotation: int | None = None,
+    codec: str = "libx264",
+) -> Path:
+    """Encode ``n_frames`` synthetic frames to ``path``; ``rotation`` sets the display matrix (degrees CCW)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(synthetic_frame(i, size), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def make_video() -> Callable[..., Path]:
+    """Factory: ``make_video(tmp_path, n_frames=30, size=(96, 64), fps=10, rotation=None, name="clip.mp4")``."""
+
+    def make(
+        tmp_path: Path,
+        n_frames: int = 30,
+        size: tuple[int, int] = (96, 64),
+        fps: int = 10,
+        rotation: int | None = None,
+        name: str = "clip.mp4",
+    ) -> Path:
+        return write_video(tmp_path / name, n_frames=n_frames, size=size, fps=fps, rotation=rotation)
+
+    return make
+
+
+@pytest.fixture
+def make_frames_folder() -> Callable[..., Path]:
+    """Factory: ``make_frames_folder(tmp_path, n_frames=12, size=(96, 64), ext="png")`` -> folder of frame_N files."""
+
+    def make(tmp_path: Path, n_frames: int = 12, size: tuple[int, int] = (96, 64), ext: str = "png") -> Path:
+        folder = tmp_path / "frames"
+        folder.mkdir(exist_ok=True)
+        for i in range(n_frames):
+            image = synthetic_frame(i, size)
+            cv2.imwrite(str(folder / f"frame_{i + 1}.{ext}"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def make_frame() -> Callable[..., np.ndarray]:
+    """Factory: ``make_frame(index, size=(96, 64))`` -> the synthetic RGB frame the videos are made of."""
+    return synthetic_frame
+
+
+@pytest.fixture
+def sample_clip() -> Path:
+    """The shared real clip (arm_wrestling.mp4); skips when the shared folder is absent."""
+    if not SAMPLE_CLIP.is_file():
+        pytest.skip(f"{SAMPLE_CLIP} not available")
+    return SAMPLE_CLIP

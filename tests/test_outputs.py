@@ -1,0 +1,160 @@
+"""Sinks: JSON schema, AVA-style CSV, annotated video, atomic writes and unwritable paths."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import supervision as sv
+
+from stclip_cli.errors import StclipError
+from stclip_cli.outputs import CsvSink, FrameResult, JsonSink, ModelInfo, VideoSink, check_writable, person_label
+from stclip_cli.video import VideoInfo, open_video
+
+ACTIONS = ["brush teeth", "fishing"]
+MODEL = ModelInfo(name="stclip", backbone="ViT-B-16", checkpoint=None, mode="softmax")
+
+
+def info(path: str = "in.mp4", width: int = 340, height: int = 256) -> VideoInfo:
+    return VideoInfo(path=Path(path), width=width, height=height, fps=28.0, num_frames=280, rotation=0)
+
+
+def result(index: int, keyframe: bool = True, tracked: bool = True, image: np.ndarray | None = None) -> FrameResult:
+    det = sv.Detections(
+        xyxy=np.array([[10, 20, 110, 220], [170, 0, 340, 256]], np.float32),
+        confidence=np.array([0.93, 0.5], np.float32),
+        tracker_id=np.array([3, -1]) if tracked else None,
+        data={"scores": np.array([[0.71, 0.29], [0.02, 0.98]], np.float32)},
+    )
+    return FrameResult(index=index, time=index / 28, detections=det, keyframe=keyframe, image=image)
+
+
+def test_json_schema(tmp_path):
+    out = tmp_path / "out.json"
+    with JsonSink(out) as sink:
+        sink.open(info(), ACTIONS, MODEL)
+        sink.write(result(0))
+        sink.write(result(1, keyframe=False))
+        empty = FrameResult(index=2, time=2 / 28, detections=sv.Detections.empty())
+        sink.write(empty)
+    data = json.loads(out.read_text())
+    assert list(data) == ["video", "width", "height", "fps", "num_frames", "actions", "model", "frames"]
+    assert data["video"] == "in.mp4" and (data["width"], data["height"], data["fps"], data["num_frames"]) == (340, 256, 28.0, 280)
+    assert data["actions"] == ACTIONS
+    assert data["model"] == {"name": "stclip", "backbone": "ViT-B-16", "checkpoint": None, "mode": "softmax"}
+    assert [f["index"] for f in data["frames"]] == [0, 2]
+    first = data["frames"][0]
+    assert first["time"] == 0.0 and list(first) == ["index", "time", "persons"]
+    assert first["persons"][0] == {
+        "box": [10.0, 20.0, 110.0, 220.0],
+        "detector_score": 0.93,
+        "track_id": 3,
+        "scores": {"brush teeth": 0.71, "fishing": 0.29},
+    }
+    assert first["persons"][1]["track_id"] is None
+    assert data["frames"][1]["persons"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_json_no_scores_and_no_detector_scores(tmp_path):
+    out = tmp_path / "out.json"
+    det = sv.Detections(xyxy=np.array([[0, 0, 5, 5]], np.float32))
+    with JsonSink(out) as sink:
+        sink.open(info(), ACTIONS, MODEL)
+        sink.write(FrameResult(index=0, time=0.0, detections=det))
+    person = json.loads(out.read_text())["frames"][0]["persons"][0]
+    assert person["detector_score"] is None and person["track_id"] is None
+    assert person["scores"] == {"brush teeth": 0.0, "fishing": 0.0}
+
+
+def test_csv_rows(tmp_path):
+    out = tmp_path / "out.csv"
+    with CsvSink(out) as sink:
+        sink.open(info("videos/clip01.mp4"), ACTIONS, MODEL)
+        sink.write(result(14))
+        sink.write(result(15, keyframe=False))
+    rows = list(csv.reader(out.open()))
+    assert len(rows) == 4
+    assert rows[0] == ["clip01", "0.500", "0.029", "0.078", "0.324", "0.859", "brush teeth", "0.71000"]
+    assert rows[3] == ["clip01", "0.500", "0.500", "0.000", "1.000", "1.000", "fishing", "0.98000"]
+
+
+def test_video_sink_round_trip(tmp_path, make_video):
+    source = open_video(make_video(tmp_path, n_frames=12, size=(96, 64), fps=10))
+    out = tmp_path / "annotated.mp4"
+    with VideoSink(out) as sink:
+        sink.open(source.info, ACTIONS, MODEL)
+        for frame in source:
+            record = result(frame.index, keyframe=frame.index % 4 == 0, image=frame.image)
+            record.detections.xyxy = np.array([[5, 5, 40, 50], [50, 10, 90, 60]], np.float32)
+            sink.write(record)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4", "clip.mp4"]
+    with open_video(out) as back:
+        frames = list(back)
+        assert (back.info.width, back.info.height, back.info.fps) == (96, 64, 10.0)
+    assert len(frames) == 12
+    assert not np.array_equal(frames[0].image, source_first_frame(tmp_path / "clip.mp4"))
+
+
+def source_first_frame(path: Path) -> np.ndarray:
+    with open_video(path) as source:
+        return next(iter(source)).image
+
+
+def test_video_sink_odd_size(tmp_path):
+    out = tmp_path / "odd.mp4"
+    with VideoSink(out) as sink:
+        sink.open(info(width=95, height=63), ACTIONS, MODEL)
+        for i in range(3):
+            sink.write(FrameResult(i, i / 28, sv.Detections.empty(), image=np.zeros((63, 95, 3), np.uint8)))
+    with open_video(out) as back:
+        assert (back.info.width, back.info.height, back.info.num_frames) == (95, 63, 3)
+
+
+def test_person_label():
+    det = result(0).detections
+    assert person_label(det, 0, ACTIONS) == "#3\nbrush teeth 0.71\nfishing 0.29"
+    assert person_label(det, 1, ACTIONS, top_k=1) == "fishing 0.98"
+
+
+@pytest.mark.parametrize("sink_class", [JsonSink, CsvSink, VideoSink])
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_interrupted_write_leaves_no_file(tmp_path, sink_class, error):
+    out = tmp_path / f"out{ {JsonSink: '.json', CsvSink: '.csv', VideoSink: '.mp4'}[sink_class] }"
+    with pytest.raises(error):
+        with sink_class(out) as sink:
+            sink.open(info(width=96, height=64), ACTIONS, MODEL)
+            sink.write(result(0, image=np.zeros((64, 96, 3), np.uint8)))
+            raise error()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_abort_keeps_previous_file(tmp_path):
+    out = tmp_path / "out.json"
+    out.write_text("previous")
+    sink = JsonSink(out)
+    sink.open(info(), ACTIONS, MODEL)
+    sink.write(result(0))
+    sink.abort()
+    assert out.read_text() == "previous"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_unwritable_paths(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    cases = {
+        tmp_path / "missing" / "out.json": "folder {} does not exist".format(tmp_path / "missing"),
+        tmp_path / "file" / "out.json": "{} is not a folder".format(tmp_path / "file"),
+        tmp_path / "folder": "it is a folder",
+    }
+    for path, reason in cases.items():
+        for sink_class in (JsonSink, CsvSink, VideoSink):
+            with pytest.raises(StclipError) as err:
+                sink_class(path)
+            assert str(err.value) == f"cannot write {path}: {reason}"
+    assert check_writable(tmp_path / "ok.json") == tmp_path / "ok.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
