@@ -96,6 +96,171 @@ def params(model: str = typer.Option("stclip-vitb16", help="model card name or .
 
 @app.command()
 @friendly
+def detect(
+    videos: list[Path] = typer.Argument(..., help="video files (anything FFmpeg decodes) or folders of frames"),
+    actions: Optional[str] = typer.Option(None, help='comma-separated action names, e.g. "brush teeth,fishing"'),
+    actions_file: Optional[Path] = typer.Option(None, help="a file with one action name per line"),
+    model: str = typer.Option("stclip", help="stclip (needs --checkpoint), baseline, baseline-crop, or a model card"),
+    checkpoint: Optional[Path] = typer.Option(None, help="weights written by `stclip train` (for --model stclip)"),
+    backbone: Optional[str] = typer.Option(None, help="open_clip model name, e.g. ViT-B-16 [default: the card's]"),
+    pretrained: Optional[str] = typer.Option(None, help="open_clip pretrained tag [default: openai]"),
+    clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file (offline use)"),
+    detector: str = typer.Option("yolo11n.pt", help="ultralytics person detector: name, .pt path or .yaml"),
+    boxes: Optional[Path] = typer.Option(None, help="precomputed person boxes (detect JSON or COCO-results JSON)"),
+    person_conf: float = typer.Option(0.25, help="detector confidence threshold"),
+    fp_margin: Optional[float] = typer.Option(None, help="keep the best box S and boxes scoring above S - margin"),
+    window: Optional[int] = typer.Option(None, help="frames per window T [default: the model's, 9]"),
+    stride: int = typer.Option(1, min=1, help="score every N-th frame; others carry its boxes in the video output"),
+    single_action: bool = typer.Option(False, "--single-action", help="soft voting: one action distribution per video"),
+    track: bool = typer.Option(False, "--track", help="ByteTrack track ids per person"),
+    smooth: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="with --track: EMA weight of the new scores (stclip addition)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="JSON output (a folder for several videos)"),
+    video_out: Optional[Path] = typer.Option(None, "--video", help="annotated MP4 output (a folder for several videos)"),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="AVA-style CSV output (a folder for several videos)"),
+    top_k: int = typer.Option(2, min=1, help="actions drawn per person in --video"),
+    frame_fit: str = typer.Option("crop", help="context frame: crop (CLIP's centre crop, the paper) or letterbox"),
+    fps: Optional[float] = typer.Option(None, help="frame rate of a folder of frames [default: 25]"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
+    batch_size: int = typer.Option(8, min=1, help="keyframes scored per forward pass"),
+    half: bool = typer.Option(False, help="bf16 on GPU"),
+    quiet: bool = typer.Option(False, help="no progress bar or summary"),
+) -> None:
+    """Find every person in each video and score the named actions for each, frame by frame.
+
+    Examples: stclip detect video.mp4 --actions "brush teeth,fishing" --model baseline ;
+    stclip detect clip.mp4 --actions-file actions.txt --checkpoint runs/jhmdb-split1/final.safetensors --video out.mp4
+    """
+    from .actions import parse_actions
+    from .predictor import DetectOptions, Predictor
+
+    names = parse_actions(actions, actions_file)
+    if smooth is not None and not track:
+        raise StclipError("--smooth needs --track (scores are smoothed along a track)")
+    if frame_fit not in ("crop", "letterbox"):
+        raise StclipError(f"--frame-fit must be crop or letterbox, not '{frame_fit}'")
+    failures = 0
+    for missing in [v for v in videos if not v.exists()]:
+        failures += 1
+        console.print(f"[red]error:[/red] video not found: {missing}", highlight=False, soft_wrap=True)
+    videos = [v for v in videos if v.exists()]
+    if not videos:
+        raise typer.Exit(1)
+    plans = _output_plans(videos, json_out, video_out, csv_out)
+    card, net = _detect_model(model, checkpoint, backbone, pretrained, clip_weights, window, device)
+    from .scoring import Scorer
+
+    scorer = Scorer(net, names, multi_label=card.multi_label, half=half, frame_fit=frame_fit)
+    person_detector = _person_detector(boxes, detector, person_conf, device, half)
+    predictor = Predictor(person_detector, scorer, DetectOptions(stride, batch_size, fp_margin, single_action, track, smooth, fps))
+    from .outputs import ModelInfo
+
+    info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
+                     "sigmoid" if card.multi_label else "softmax")
+    summaries = []
+    for video, plan in zip(videos, plans):
+        try:
+            sinks = _sinks(plan, top_k)
+            summaries.append((_run_one(predictor, video, sinks, info, quiet), plan))
+        except StclipError as err:
+            failures += 1
+            console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+    if not quiet and summaries:
+        _print_summary(summaries, names)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _output_plans(videos: list[Path], json_out, video_out, csv_out) -> list[dict[str, Path]]:
+    """Output paths per video: the given files, files inside given folders, or JSON next to each input."""
+    plans = []
+    for video in videos:
+        plan = {}
+        for kind, target, suffix in (("json", json_out, ".json"), ("video", video_out, ".mp4"), ("csv", csv_out, ".csv")):
+            if target is None:
+                continue
+            if target.is_dir():
+                plan[kind] = target / f"{video.stem}{suffix}"
+            elif len(videos) > 1:
+                raise StclipError(f"with several videos, --{kind} must be an existing folder, not {target}")
+            else:
+                plan[kind] = target
+        if not plan:
+            plan["json"] = video.with_name(f"{video.name.rstrip('/')}.stclip.json") if video.is_dir() else video.with_suffix(".stclip.json")
+        plans.append(plan)
+    return plans
+
+
+def _sinks(plan: dict[str, Path], top_k: int) -> list:
+    """The sinks of one video; each checks its path is writable before any decoding."""
+    from .outputs import CsvSink, JsonSink, VideoSink
+
+    makers = {"json": JsonSink, "csv": CsvSink, "video": lambda p: VideoSink(p, top_k)}
+    return [makers[kind](path) for kind, path in plan.items()]
+
+
+def _detect_model(model: str, checkpoint: Optional[Path], backbone: Optional[str], pretrained: Optional[str],
+                  clip_weights: Optional[Path], window: Optional[int], device: str):
+    """Resolve --model/--checkpoint/--backbone into a card and a ready model on the device."""
+    from .cards import build_model, card_for_checkpoint, load_card
+
+    card = load_card(model).replace(backbone=backbone, pretrained=pretrained, window=window)
+    if card.kind == "stclip":
+        if checkpoint is None:
+            raise StclipError(
+                f"--model {model} needs --checkpoint FILE (written by `stclip train`); "
+                "--model baseline or baseline-crop need no training"
+            )
+        requested = card if (backbone or window or model != "stclip") else None
+        card = card_for_checkpoint(checkpoint, requested).replace(pretrained=pretrained)
+    elif checkpoint is not None:
+        raise StclipError(f"--model {model} is training-free; drop --checkpoint or use --model stclip")
+    net = build_model(card, clip_weights, card.checkpoint).to(_device(device))
+    return card, net
+
+
+def _person_detector(boxes: Optional[Path], detector: str, conf: float, device: str, half: bool):
+    """--boxes FILE, else the ultralytics detector."""
+    from .detection import BoxesFile, YoloPersonDetector
+
+    if boxes is not None:
+        return BoxesFile(boxes)
+    return YoloPersonDetector(detector, conf, device, half=half)
+
+
+def _run_one(predictor, video: Path, sinks: list, info, quiet: bool):
+    """One video under a rich progress bar (frames, frames/s, ETA)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn(video.name), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]} frames/s"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=quiet) as progress:
+        task = progress.add_task(video.name, total=None, fps="-")
+
+        def started(vinfo) -> None:
+            progress.update(task, total=vinfo.num_frames or None)
+
+        def advanced(n: int) -> None:
+            progress.advance(task, n)
+            speed = progress.tasks[0].speed
+            progress.update(task, fps=f"{speed:.1f}" if speed else "-")
+
+        return predictor.run(video, sinks, info, advanced, started)
+
+
+def _print_summary(summaries, actions: list[str]) -> None:
+    """End-of-run table: frames, person detections, tracks, top actions, outputs."""
+    table = Table(title="stclip detect")
+    for col in ("video", "frames", "scored", "person detections", "tracks", "top actions", "outputs"):
+        table.add_column(col)
+    for s, plan in summaries:
+        top = ", ".join(f"{name} {score:.2f}" for name, score in s.top_actions(actions)) or "nobody found"
+        outputs = ", ".join(str(p) for p in plan.values())
+        table.add_row(s.video.name, str(s.frames), str(s.keyframes), str(s.persons), str(len(s.tracks)) if s.tracks else "-", top, outputs)
+    console.print(table)
+
+
+@app.command()
+@friendly
 def train(
     dataset: str = typer.Option(..., help="jhmdb, ucf24 or ava"),
     split: int = typer.Option(..., help="label split number (see `stclip splits`)"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,8 +86,8 @@ class YoloPersonDetector:
             conf=self.conf,
             device=self.device,
             imgsz=self.imgsz,
-            half=self.half,
             batch=len(bgr),
+            **({"half": True} if self.half else {}),
             verbose=False,
         )
         out = []
@@ -101,6 +102,19 @@ class YoloPersonDetector:
 
 
 def _load_yolo(model: str) -> Any:
+    """Load or build the YOLO, with ultralytics' own download warnings silenced: our error line says it all."""
+    import ultralytics  # noqa: F401  (its import configures the logger we quieten)
+
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return _yolo(model)
+    finally:
+        logger.setLevel(level)
+
+
+def _yolo(model: str) -> Any:
     from ultralytics import YOLO
 
     path = Path(model)

@@ -137,7 +137,7 @@ def _scores(detections: sv.Detections, num_actions: int) -> np.ndarray:
     scores = detections.data.get(SCORES)
     if scores is None:
         return np.zeros((len(detections), num_actions), dtype=np.float32)
-    scores = np.asarray(scores, dtype=np.float32).reshape(len(detections), -1)
+    scores = np.asarray(scores, dtype=np.float32).reshape(len(detections), num_actions)
     if scores.shape[1] != num_actions:
         raise ValueError(f"{scores.shape[1]} scores per person for {num_actions} actions")
     return scores
@@ -262,6 +262,8 @@ def person_label(detections: sv.Detections, i: int, actions: list[str], top_k: i
 
 class VideoSink(_AtomicSink):
     """An annotated copy of the input (same size and rate, every frame) with boxes and top-k action labels."""
+
+    needs_images = True
 
     def __init__(self, path: str | Path, top_k: int = 2) -> None:
         super().__init__(path)

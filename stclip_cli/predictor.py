@@ -1,0 +1,160 @@
+"""Predictor: one video through detector -> windows -> scorer -> sinks, streaming (video -> frames -> boxes ->
+windows -> scores -> outputs).
+
+Memory holds a batch of keyframe windows and their look-ahead, never the whole video. With ``single_action`` the
+video-level vote is only known at the end, so results (boxes and scores, no pixels) are kept and written after the
+pass; an annotated video then decodes the input a second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+from .detection import PersonDetector, clip_to_frame, fp_filter
+from .outputs import SCORES, FrameResult, ModelInfo
+from .scoring import KeyframeRequest, Scorer
+from .tracking import PersonTracker, smooth_scores
+from .video import VideoInfo, VideoSource, open_video
+from .windows import Window, iter_windows
+
+
+@dataclass
+class DetectOptions:
+    """How keyframes are chosen and persons found, tracked and scored (see `stclip detect --help`)."""
+
+    stride: int = 1
+    batch_size: int = 8
+    fp_margin: float | None = None
+    single_action: bool = False
+    track: bool = False
+    smooth: float | None = None
+    fps: float | None = None
+
+
+@dataclass
+class VideoSummary:
+    """What the end-of-run table shows for one video."""
+
+    video: Path
+    frames: int = 0
+    keyframes: int = 0
+    persons: int = 0
+    tracks: set[int] = field(default_factory=set)
+    score_sum: np.ndarray | None = None
+
+    def top_actions(self, actions: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
+        """The k actions with the highest mean score over every scored person."""
+        if self.score_sum is None or self.persons == 0:
+            return []
+        mean = self.score_sum / self.persons
+        return [(actions[i], float(mean[i])) for i in np.argsort(-mean)[:k]]
+
+
+class Predictor:
+    """Runs videos through a person detector and a scorer and hands every frame's result to the sinks."""
+
+    def __init__(self, detector: PersonDetector, scorer: Scorer, options: DetectOptions) -> None:
+        self.detector = detector
+        self.scorer = scorer
+        self.options = options
+
+    def run(self, path: Path, sinks: Sequence, model: ModelInfo, on_frames: Callable[[int], None] | None = None,
+            on_start: Callable[[VideoInfo], None] | None = None) -> VideoSummary:
+        """Process one video; every sink gets ``open``, a ``write`` per frame and ``close`` (``abort`` on failure)."""
+        source = open_video(path, self.options.fps)
+        summary = VideoSummary(path)
+        try:
+            with source:
+                if on_start is not None:
+                    on_start(source.info)
+                for sink in sinks:
+                    sink.open(source.info, self.scorer.actions, model)
+                if self.options.single_action:
+                    self._run_voted(source, path, sinks, summary, on_frames)
+                else:
+                    for result in self._results(source, summary, on_frames):
+                        for sink in sinks:
+                            sink.write(result)
+            for sink in sinks:
+                sink.close()
+        except BaseException:
+            for sink in sinks:
+                sink.abort()
+            raise
+        return summary
+
+    def _run_voted(self, source: VideoSource, path: Path, sinks: Sequence, summary: VideoSummary,
+                   on_frames: Callable[[int], None] | None) -> None:
+        """Soft voting: average every person's probabilities over the video, give that to every detection."""
+        kept = [FrameResult(r.index, r.time, r.detections, r.keyframe) for r in self._results(source, summary, on_frames)]
+        scores = [r.detections.data[SCORES] for r in kept if r.keyframe and len(r.detections)]
+        if scores:
+            vote = np.concatenate(scores).mean(axis=0).astype(np.float32)
+            for r in kept:
+                if len(r.detections):
+                    r.detections.data[SCORES] = np.broadcast_to(vote, r.detections.data[SCORES].shape).copy()
+        needs_pixels = [s for s in sinks if getattr(s, "needs_images", False)]
+        if needs_pixels:
+            with open_video(path, self.options.fps) as again:
+                for frame, result in zip(again, kept):
+                    result.image = frame.image
+                    for sink in sinks:
+                        sink.write(result)
+                    result.image = None
+        else:
+            for result in kept:
+                for sink in sinks:
+                    sink.write(result)
+
+    def _results(self, source: VideoSource, summary: VideoSummary,
+                 on_frames: Callable[[int], None] | None) -> Iterator[FrameResult]:
+        """Every frame's result, in order: keyframes scored in batches, frames between them carrying their boxes."""
+        opts = self.options
+        self.scorer.reset()
+        tracker = PersonTracker(fps=source.info.fps) if opts.track else None
+        smooth_state: dict[int, np.ndarray] = {}
+        width, height = source.info.width, source.info.height
+        windows = iter_windows(source, self.scorer.model.window, opts.stride)
+        for batch in _batches(windows, opts.batch_size):
+            keys = [w.key for w in batch]
+            found = self.detector.detect([k.image for k in keys], [k.index for k in keys])
+            detections = [fp_filter(clip_to_frame(d, width, height), opts.fp_margin) for d in found]
+            if tracker is not None:
+                detections = [tracker.update(d, k.time) for d, k in zip(detections, keys)]
+            images = {f.index: f.image for w in batch for f in w.frames}
+            requests = [KeyframeRequest(w.keyframe, w.indices, d.xyxy) for w, d in zip(batch, detections)]
+            for window, det, probs in zip(batch, detections, self.scorer.score(images, requests)):
+                if tracker is not None and opts.smooth is not None:
+                    probs = smooth_scores(det.tracker_id, probs, smooth_state, opts.smooth)
+                det.data[SCORES] = probs.astype(np.float32)
+                _account(summary, det)
+                for frame in window.render_frames:
+                    yield FrameResult(frame.index, frame.time, det, frame.index == window.keyframe, frame.image)
+                summary.frames += len(window.render_frames)
+                summary.keyframes += 1
+                if on_frames is not None:
+                    on_frames(len(window.render_frames))
+
+
+def _batches(windows: Iterable[Window], size: int) -> Iterator[list[Window]]:
+    """Consecutive groups of ``size`` windows (the last may be shorter)."""
+    iterator = iter(windows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _account(summary: VideoSummary, det: sv.Detections) -> None:
+    """Add one keyframe's persons to the summary."""
+    if len(det) == 0:
+        return
+    scores = det.data[SCORES]
+    summary.persons += len(det)
+    summary.score_sum = scores.sum(0) if summary.score_sum is None else summary.score_sum + scores.sum(0)
+    if det.tracker_id is not None:
+        summary.tracks.update(int(t) for t in det.tracker_id if int(t) >= 0)

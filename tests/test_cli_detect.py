@@ -1,0 +1,248 @@
+"""`stclip detect` end to end through Typer's runner and as a subprocess, with the tiny model card."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stclip_cli.cards import build_model, load_card, save_checkpoint
+from stclip_cli.cli import app
+
+runner = CliRunner()
+ACTIONS = "brush teeth,fishing,sit"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    card = load_card("tiny-test")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, build_model(card), card, {"step": 0})
+    return path
+
+
+def boxes_file(tmp_path: Path, n_frames: int, per_frame=((10, 8, 40, 50), (50, 10, 90, 60)), name="boxes.json") -> Path:
+    """COCO-results boxes (image_id = 0-based frame index) for every frame."""
+    rows = [{"image_id": f, "bbox": list(b), "score": 0.9 - 0.1 * k} for f in range(n_frames) for k, b in enumerate(per_frame)]
+    path = tmp_path / name
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def detect(*args: str):
+    return runner.invoke(app, ["detect", *map(str, args)])
+
+
+def base_args(checkpoint: Path, boxes: Path) -> list[str]:
+    return ["--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet"]
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    return lines[0]
+
+
+def test_detect_json_schema_and_times(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=20, fps=10)
+    out = tmp_path / "out.json"
+    result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, 20)), "--json", out)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert (data["width"], data["height"], data["fps"], data["num_frames"]) == (96, 64, 10.0, 20)
+    assert data["actions"] == ACTIONS.split(",")
+    assert data["model"] == {"name": "tiny-test", "backbone": "stclip-tiny-test", "checkpoint": str(checkpoint), "mode": "softmax"}
+    assert [f["index"] for f in data["frames"]] == list(range(20))
+    assert [f["time"] for f in data["frames"]] == pytest.approx([i / 10 for i in range(20)])
+    person = data["frames"][3]["persons"][0]
+    assert person["box"] == [10, 8, 40, 50] and person["detector_score"] == pytest.approx(0.9)
+    assert set(person["scores"]) == set(ACTIONS.split(","))
+    assert sum(person["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    # the two persons of a frame are scored differently (their own crops)
+    assert data["frames"][3]["persons"][0]["scores"] != data["frames"][3]["persons"][1]["scores"]
+
+
+def test_stride_video_csv_and_default_json(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=17)
+    result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, 17)), "--stride", "4", "--video", tmp_path / "a.mp4",
+                    "--csv", tmp_path / "a.csv", "--json", tmp_path / "a.json")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert [f["index"] for f in data["frames"]] == [0, 4, 8, 12, 16]
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 17 and (frames[0].width, frames[0].height) == (96, 64)
+    rows = (tmp_path / "a.csv").read_text().strip().splitlines()
+    assert len(rows) == 5 * 2 * 3
+    result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, 17)))
+    assert result.exit_code == 0 and (tmp_path / "clip.stclip.json").is_file()
+
+
+def test_single_action_votes_and_tracking(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=12)
+    out = tmp_path / "out.json"
+    result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, 12)), "--single-action", "--track", "--smooth", "0.5", "--json", out)
+    assert result.exit_code == 0, result.output
+    persons = [p for f in json.loads(out.read_text())["frames"] for p in f["persons"]]
+    assert len(persons) == 24
+    assert all(p["scores"] == persons[0]["scores"] for p in persons)
+    ids = {p["track_id"] for p in persons[4:]}
+    assert len(ids - {None}) == 2
+
+
+def test_nobody_found_is_valid(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=8)
+    empty = tmp_path / "none.json"
+    empty.write_text("[]")
+    out = tmp_path / "out.json"
+    result = detect(video, *base_args(checkpoint, empty), "--json", out)
+    assert result.exit_code == 0, result.output
+    frames = json.loads(out.read_text())["frames"]
+    assert len(frames) == 8 and all(f["persons"] == [] for f in frames)
+
+
+def test_several_videos_one_bad(tmp_path, make_video, checkpoint):
+    good = make_video(tmp_path, n_frames=8, name="good.mp4")
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    outdir = tmp_path / "outs"
+    outdir.mkdir()
+    result = detect(bad, good, *base_args(checkpoint, boxes_file(tmp_path, 8)), "--json", outdir)
+    assert result.exit_code == 1
+    assert "bad.mp4" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in outdir.iterdir()) == ["good.json"]
+
+
+def test_frames_folder(tmp_path, make_frames_folder, checkpoint):
+    folder = make_frames_folder(tmp_path, n_frames=10)
+    out = tmp_path / "out.json"
+    result = detect(folder, *base_args(checkpoint, boxes_file(tmp_path, 10)), "--fps", "5", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["frames"][2]["time"] == pytest.approx(0.4)
+
+
+def test_clip_weights_file_and_baselines(tmp_path, make_video):
+    torch.manual_seed(0)
+    clip = build_model(load_card("tiny-test")).clip
+    weights = tmp_path / "tiny-clip.pt"
+    torch.save({k: v for k, v in clip.state_dict().items() if "lora_" not in k and "base_layer" not in k} | {
+        k.replace(".base_layer", ""): v for k, v in clip.state_dict().items() if "base_layer" in k}, weights)
+    video = make_video(tmp_path, n_frames=6)
+    for model in ("baseline", "baseline-crop"):
+        out = tmp_path / f"{model}.json"
+        result = detect(video, "--actions", ACTIONS, "--model", model, "--backbone", "stclip-tiny-test", "--clip-weights", weights,
+                        "--boxes", boxes_file(tmp_path, 6), "--json", out, "--quiet")
+        assert result.exit_code == 0, result.output
+        frame = json.loads(out.read_text())["frames"][0]
+        a, b = (p["scores"] for p in frame["persons"])
+        assert (a == b) == (model == "baseline")  # the whole-frame baseline gives every person the frame's scores
+
+
+@pytest.mark.parametrize(
+    "make_input, expected",
+    [
+        (lambda d: d / "missing.mp4", "video not found"),
+        (lambda d: written(d / "empty.mp4", b""), "empty file"),
+        (lambda d: written(d / "text.mp4", b"hello, I am text\n" * 20), "text.mp4"),
+    ],
+)
+def test_bad_video_inputs(tmp_path, checkpoint, make_input, expected):
+    out = tmp_path / "out.json"
+    line = one_line_error(detect(make_input(tmp_path), *base_args(checkpoint, boxes_file(tmp_path, 5)), "--json", out))
+    assert expected in line
+    assert not out.exists()
+
+
+def test_truncated_video(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=60, size=(160, 120))
+    data = video.read_bytes()
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "out.json"
+    line = one_line_error(detect(truncated, *base_args(checkpoint, boxes_file(tmp_path, 60)), "--json", out))
+    assert "cut.mp4" in line
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+@pytest.mark.parametrize(
+    "actions, expected",
+    [(" , ,", "no action names"), ("run,jump,Run", "duplicate action name 'Run'")],
+)
+def test_bad_actions(tmp_path, make_video, checkpoint, actions, expected):
+    video = make_video(tmp_path, n_frames=4)
+    args = base_args(checkpoint, boxes_file(tmp_path, 4))
+    args[1] = actions
+    assert expected in one_line_error(detect(video, *args))
+
+
+def test_checkpoint_for_another_backbone(tmp_path, make_video, checkpoint):
+    torch.manual_seed(0)
+    card = load_card("tiny-test").replace(window=5)
+    other = tmp_path / "t5.safetensors"
+    save_checkpoint(other, build_model(card), card, {"step": 0})
+    video = make_video(tmp_path, n_frames=4)
+    line = one_line_error(detect(video, *base_args(checkpoint, boxes_file(tmp_path, 4)), "--window", "9", "--checkpoint", other))
+    assert "was trained for window 5" in line
+    line = one_line_error(detect(video, "--actions", ACTIONS, "--checkpoint", checkpoint, "--backbone", "ViT-B-16", "--boxes", boxes_file(tmp_path, 4)))
+    assert "was trained for backbone stclip-tiny-test (this run: ViT-B-16)" in line
+
+
+def test_unwritable_output_and_missing_weights(tmp_path, make_video, checkpoint, monkeypatch):
+    video = make_video(tmp_path, n_frames=4)
+    line = one_line_error(detect(video, *base_args(checkpoint, boxes_file(tmp_path, 4)), "--json", tmp_path / "no" / "such" / "dir.json"))
+    assert "cannot write" in line
+    line = one_line_error(detect(video, "--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", checkpoint, "--detector", "yolo_missing.pt"))
+    assert "--detector" in line
+    line = one_line_error(detect(video, "--actions", ACTIONS, "--model", "stclip"))
+    assert "--checkpoint" in line
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    line = one_line_error(detect(video, "--actions", ACTIONS, "--model", "baseline", "--boxes", boxes_file(tmp_path, 4)))
+    assert "--clip-weights" in line
+    line = one_line_error(detect(video, "--actions", ACTIONS, "--model", "baseline", "--clip-weights", tmp_path / "nope.pt"))
+    assert "nope.pt" in line
+
+
+def test_subprocess_with_yolo_from_yaml(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=6)
+    out = tmp_path / "out.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stclip_cli", "detect", str(video), "--actions", ACTIONS, "--model", "tiny-test",
+         "--checkpoint", str(checkpoint), "--detector", "yolo11n.yaml", "--person-conf", "0.0001", "--fp-margin", "0.7",
+         "--json", str(out), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert len(data["frames"]) == 6
+    proc = subprocess.run([sys.executable, "-m", "stclip_cli", "detect", str(tmp_path / "nope.mp4"), "--actions", "a"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "nope.mp4" in proc.stderr
+
+
+def test_sample_clip_end_to_end(tmp_path, sample_clip, checkpoint):
+    out, video = tmp_path / "aw.json", tmp_path / "aw.mp4"
+    result = detect(sample_clip, *base_args(checkpoint, boxes_file(tmp_path, 280, ((40, 30, 170, 250), (170, 30, 320, 250)))),
+                    "--json", out, "--video", video, "--track")
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert len(data["frames"]) == 280 and (data["width"], data["height"]) == (340, 256)
+    assert [f["time"] for f in data["frames"]] == pytest.approx([i / 28 for i in range(280)], abs=1e-4)
+    with av.open(str(video)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 280 and (frames[0].width, frames[0].height) == (340, 256)
