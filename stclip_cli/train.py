@@ -237,7 +237,7 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 self.step += 1
-                window_loss += float(loss)
+                window_loss += float(loss.detach())
                 window_steps += 1
                 if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
                     elapsed = time.perf_counter() - started

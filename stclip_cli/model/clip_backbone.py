@@ -43,7 +43,9 @@ def create_clip(
             raise StclipError(f"CLIP weights file not found: {path} (--clip-weights)")
         source = str(path)
     try:
-        with _quiet_open_clip():
+        # random weights (no source) are drawn from a fixed seed: a checkpoint trained on them stays valid
+        with _quiet_open_clip(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
             model = open_clip.create_model(backbone, pretrained=source)
     except Exception as err:  # open_clip raises RuntimeError/OSError/HF errors for every loading failure
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
