@@ -119,6 +119,7 @@ def detect(
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="AVA-style CSV output (a folder for several videos)"),
     top_k: int = typer.Option(2, min=1, help="actions drawn per person in --video"),
     frame_fit: str = typer.Option("crop", help="context frame: crop (CLIP's centre crop, the paper) or letterbox"),
+    interest_k: Optional[int] = typer.Option(None, min=0, help="interest tokens per person (multi-action data, AVA: 100); 0 = all tokens [default: the card's]"),
     fps: Optional[float] = typer.Option(None, help="frame rate of a folder of frames [default: 25]"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
     batch_size: int = typer.Option(8, min=1, help="keyframes scored per forward pass"),
@@ -146,7 +147,7 @@ def detect(
     if not videos:
         raise typer.Exit(1)
     plans = _output_plans(videos, json_out, video_out, csv_out)
-    card, net = _detect_model(model, checkpoint, backbone, pretrained, clip_weights, window, device)
+    card, net = _detect_model(model, checkpoint, backbone, pretrained, clip_weights, window, device, interest_k)
     from .scoring import Scorer
 
     scorer = Scorer(net, names, multi_label=card.multi_label, half=half, frame_fit=frame_fit)
@@ -199,8 +200,10 @@ def _sinks(plan: dict[str, Path], top_k: int) -> list:
 
 
 def _detect_model(model: str, checkpoint: Optional[Path], backbone: Optional[str], pretrained: Optional[str],
-                  clip_weights: Optional[Path], window: Optional[int], device: str):
+                  clip_weights: Optional[Path], window: Optional[int], device: str, interest_k: Optional[int] = None):
     """Resolve --model/--checkpoint/--backbone into a card and a ready model on the device."""
+    import dataclasses
+
     from .cards import build_model, card_for_checkpoint, load_card
 
     card = load_card(model).replace(backbone=backbone, pretrained=pretrained, window=window)
@@ -214,6 +217,8 @@ def _detect_model(model: str, checkpoint: Optional[Path], backbone: Optional[str
         card = card_for_checkpoint(checkpoint, requested).replace(pretrained=pretrained)
     elif checkpoint is not None:
         raise StclipError(f"--model {model} is training-free; drop --checkpoint or use --model stclip")
+    if interest_k is not None:
+        card = dataclasses.replace(card, interest_k=interest_k or None)
     net = build_model(card, clip_weights, card.checkpoint).to(_device(device))
     return card, net
 

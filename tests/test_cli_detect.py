@@ -105,6 +105,17 @@ def test_single_action_votes_and_tracking(tmp_path, make_video, checkpoint):
     assert len(ids - {None}) == 2
 
 
+def test_interest_token_switch(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=6)
+    outs = {}
+    for k in ("0", "5"):
+        outs[k] = tmp_path / f"k{k}.json"
+        result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, 6)), "--interest-k", k, "--json", outs[k])
+        assert result.exit_code == 0, result.output
+    a, b = (json.loads(outs[k].read_text())["frames"][2]["persons"][0]["scores"] for k in ("0", "5"))
+    assert a.keys() == b.keys() and a != b
+
+
 def test_nobody_found_is_valid(tmp_path, make_video, checkpoint):
     video = make_video(tmp_path, n_frames=8)
     empty = tmp_path / "none.json"
