@@ -257,3 +257,15 @@ def test_sample_clip_end_to_end(tmp_path, sample_clip, checkpoint):
     with av.open(str(video)) as container:
         frames = list(container.decode(video=0))
     assert len(frames) == 280 and (frames[0].width, frames[0].height) == (340, 256)
+
+
+def test_video_with_no_decodable_frames(tmp_path, make_video, checkpoint):
+    path = make_video(tmp_path, n_frames=10)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"mdat")
+    size = int.from_bytes(data[at - 4 : at], "big")
+    data[at + 4 : at - 4 + size] = bytes(size - 8)  # keep the container, zero every frame's bytes
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out.json"
+    line = one_line_error(detect(path, *base_args(checkpoint, boxes_file(tmp_path, 10)), "--json", out))
+    assert "no decodable video frames" in line and not out.exists()
