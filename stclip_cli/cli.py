@@ -329,9 +329,7 @@ def _run_with_progress(trainer, quiet: bool) -> Path:
     if quiet:
         return trainer.run()
     columns = [TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-               TextColumn("lr {task.fields[lr]:.2e}"), TextColumn("{task.speed:.2f} it/s" if True else ""),
-               TimeRemainingColumn()]
-    columns[5] = TextColumn("{task.fields[its]} it/s")
+               TextColumn("lr {task.fields[lr]:.2e}"), TextColumn("{task.fields[its]} it/s"), TimeRemainingColumn()]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("train", total=trainer.cfg.iterations, completed=trainer.step, loss=math.nan, lr=0.0, its="-")
 

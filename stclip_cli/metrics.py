@@ -12,7 +12,6 @@ Rules of ``frame_ap``, per class:
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from stclip_cli.data.ava import parse_label_map, read_ava_csv, read_excluded
+from stclip_cli.data.common import read_json
 from stclip_cli.data.splits import JHMDB_CLASSES
 from stclip_cli.errors import StclipError
 
@@ -123,15 +123,6 @@ def video_key(name: str) -> str:
     return path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
 
 
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise StclipError(f"file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StclipError(f"{path} is not valid JSON ({err})") from None
-
-
 def _videos(data: Any, path: Path) -> list[dict]:
     videos = data if isinstance(data, list) else [data]
     if not all(isinstance(v, dict) and "video" in v and "frames" in v for v in videos):
@@ -145,7 +136,7 @@ def read_detect_json(path: Path) -> list[DetectionRow]:
     Accepts one video object or a list of them; each person contributes one row per entry of ``scores``.
     """
     rows = []
-    for video in _videos(_load_json(path), path):
+    for video in _videos(read_json(path), path):
         name = video_key(video["video"])
         for frame in video["frames"]:
             for person in frame.get("persons", []):
@@ -161,7 +152,7 @@ def read_ground_truth(path: Path, class_names: Sequence[str] = JHMDB_CLASSES) ->
     ``annotations[]`` give bbox xyxy and 1-based ``action_ids`` into ``class_names``. Detect-JSON form: each
     person's ``"labels": [names]`` (persons without labels are ignored).
     """
-    data = _load_json(path)
+    data = read_json(path)
     rows: list[GroundTruthRow] = []
     if isinstance(data, dict) and "images" in data and "annotations" in data:
         images = {int(im["id"]): (video_key(im["movie"]), int(im["timestamp"]) - 1) for im in data["images"]}

@@ -143,12 +143,38 @@ def _scores(detections: sv.Detections, num_actions: int) -> np.ndarray:
     return scores
 
 
-class JsonSink(_AtomicSink):
-    """The JSON of cli.md, one object per video; frames are streamed to disk as they come (keyframes only)."""
+class _TextSink(_AtomicSink):
+    """A sink streaming one text temp file; ``trailer`` is written just before the rename."""
+
+    trailer = ""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(path)
         self._file: IO[str] | None = None
+
+    def close(self) -> None:
+        """Finish the file and move it under its final name."""
+        if self._file is not None:
+            self._file.write(self.trailer)
+            self._file.close()
+            self._file = None
+        self._commit()
+
+    def abort(self) -> None:
+        """Drop the temp file; nothing appears under the final name."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._discard()
+
+
+class JsonSink(_TextSink):
+    """The JSON of cli.md, one object per video; frames are streamed to disk as they come (keyframes only)."""
+
+    trailer = "\n]}\n"
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
         self._count = 0
 
     def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
@@ -177,32 +203,13 @@ class JsonSink(_AtomicSink):
         self._file.write((",\n" if self._count else "") + json.dumps(record, ensure_ascii=False))
         self._count += 1
 
-    def close(self) -> None:
-        """Finish the JSON and move it under its final name."""
-        if self._file is not None:
-            self._file.write("\n]}\n")
-            self._file.close()
-            self._file = None
-        self._commit()
 
-    def abort(self) -> None:
-        """Drop the temp file; nothing appears under the final name."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._discard()
-
-
-class CsvSink(_AtomicSink):
+class CsvSink(_TextSink):
     """AVA-style prediction rows, no header: video_id, time (s), x1, y1, x2, y2 (in [0, 1]), action, score.
 
     One row per person per action, keyframes only. The action column holds the action's name, not AVA's
     numeric id, because stclip's action lists are free text. video_id is the input's file name stem.
     """
-
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path)
-        self._file: IO[str] | None = None
 
     def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | None = None) -> None:
         """Start the temp file; ``model`` is accepted for a uniform sink interface and not written."""
@@ -225,20 +232,6 @@ class CsvSink(_AtomicSink):
             coords = [f"{v:.3f}" for v in box]
             for name, p in zip(self.actions, scores[i]):
                 self._writer.writerow([video_id, f"{result.time:.3f}", *coords, name, f"{float(p):.5f}"])
-
-    def close(self) -> None:
-        """Flush and move the CSV under its final name."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._commit()
-
-    def abort(self) -> None:
-        """Drop the temp file."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._discard()
 
 
 def video_codec() -> str:

@@ -6,6 +6,7 @@ the edge. Boxes are float32 ``(n, 4)`` ``[x1, y1, x2, y2]`` in pixels of the fra
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,16 @@ class DatasetView:
     single_label_classes: list[str]
     multi_label: bool
     skipped: list[str] = field(default_factory=list)
+
+
+def read_json(path: Path | str, what: str = "file") -> Any:
+    """Parse a JSON file; a missing or malformed one is a one-line StclipError naming it (``what``: its role)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise StclipError(f"{what} not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise StclipError(f"{path} is not valid JSON ({err})") from None
 
 
 def load_image(path: Path | str) -> np.ndarray:

@@ -17,7 +17,6 @@ for ``subset="train"``, test half for ``subset="test"``), from the pickle's ``tr
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from stclip_cli.data.common import DatasetView, FrameBoxes, VideoRecord, load_image
+from stclip_cli.data.common import DatasetView, FrameBoxes, VideoRecord, load_image, read_json
 from stclip_cli.data.splits import get_split
 from stclip_cli.errors import StclipError
 
@@ -41,15 +40,6 @@ def find_file(root: Path, name: str) -> Path | None:
         if candidate.exists():
             return candidate
     return None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise StclipError(f"annotation file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StclipError(f"{path} is not valid JSON ({err})") from None
 
 
 def load_gt_pickle(path: Path) -> dict[str, Any]:
@@ -94,7 +84,7 @@ def _json_ground_truth(
     sizes: dict[str, tuple[int, int]] = {}
     images: dict[int, tuple[str, int]] = {}
     for path in paths:
-        data = _read_json(path)
+        data = read_json(path, "annotation file")
         if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
             raise StclipError(f"{path} is not a COCO-like annotation file (needs images[] and annotations[])")
         images.update(image_index(data))
@@ -121,7 +111,7 @@ def load_coco_detections(
     path: Path, images: dict[int, tuple[str, int]]
 ) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """COCO-results person boxes (image_id, bbox xyxy pixels, score possibly a string) per video and frame."""
-    rows = _read_json(path)
+    rows = read_json(path, "annotation file")
     if not isinstance(rows, list):
         raise StclipError(f"{path} is not a COCO-results list of detections")
     grouped: dict[str, dict[int, tuple[list, list]]] = defaultdict(lambda: defaultdict(lambda: ([], [])))
