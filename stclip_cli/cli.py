@@ -306,8 +306,8 @@ def train(
     view = open_dataset(dataset, data_root, split, "train", **options)
     cfg = TrainConfig(
         dataset=dataset.lower(), split=split, out=out or default_run_dir(dataset.lower(), split),
-        model=model or defaults["model"], iterations=iterations or defaults["iterations"], batch_size=batch_size,
-        lr=lr or defaults["lr"], momentum=momentum, weight_decay=weight_decay,
+        model=model or defaults["model"], iterations=defaults["iterations"] if iterations is None else iterations, batch_size=batch_size,
+        lr=defaults["lr"] if lr is None else lr, momentum=momentum, weight_decay=weight_decay,
         warmup_iters=defaults["warmup_iters"] if warmup_iters is None else warmup_iters, warmup_factor=warmup_factor,
         max_boxes=max_boxes, seed=seed, checkpoint_every=checkpoint_every, log_every=log_every, workers=workers,
         device=device, half=half, options=options,

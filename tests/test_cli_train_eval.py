@@ -59,6 +59,12 @@ def test_training_learns_and_eval_runs_with_no_flags(tmp_path, data_root, monkey
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STCLIP_DATA", str(data_root.parent))
     (data_root.parent / "jhmdb").exists() or (data_root.parent / "jhmdb").symlink_to(data_root)
+    untrained = invoke("train", *TRAIN, "--iterations", "0", "--out", tmp_path / "untrained")
+    assert untrained.exit_code == 0, untrained.output
+    assert json.loads(__import__("safetensors").safe_open(str(tmp_path / "untrained" / "final.safetensors"), "pt").metadata()["stclip"])["step"] == 0
+    before = invoke("eval", "--checkpoint", tmp_path / "untrained" / "final.safetensors", "--gt-boxes", "--subset", "train",
+                    "--quiet", "--json", tmp_path / "before.json")
+    assert before.exit_code == 0, before.output
     result = invoke("train", *TRAIN, "--iterations", "300", "--lr", "0.05", "--warmup-iters", "20", "--log-every", "20")
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "jhmdb-split1"
@@ -67,7 +73,8 @@ def test_training_learns_and_eval_runs_with_no_flags(tmp_path, data_root, monkey
     seen = invoke("eval", "--gt-boxes", "--subset", "train", "--quiet", "--json", tmp_path / "seen.json")
     assert seen.exit_code == 0, seen.output
     seen_map = json.loads((tmp_path / "seen.json").read_text())["map"]
-    assert seen_map > 0.5  # chance is about 1/15 with one box per frame and 15 seen classes
+    before_map = json.loads((tmp_path / "before.json").read_text())["map"]
+    assert seen_map > before_map + 0.2 and seen_map > 0.6, (before_map, seen_map)
     unseen = invoke("eval", "--gt-boxes", "--quiet")
     assert unseen.exit_code == 0, unseen.output
     result = json.loads((run / "eval-test-gt.json").read_text())
