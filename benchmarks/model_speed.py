@@ -46,13 +46,7 @@ def time_batched(model, batch, persons, device, repeats, autocast) -> float:
         with torch.inference_mode(), autocast:
             model(model.frame_patches(frames), windows, keyframes, crops, person_frame, text)
 
-    run()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        run()
-    sync(device)
-    return (time.perf_counter() - start) / (repeats * batch)
+    return seconds_per_call(run, device, repeats) / batch
 
 
 def time_reference_style(model, persons, device, repeats, autocast) -> float:
@@ -67,6 +61,11 @@ def time_reference_style(model, persons, device, repeats, autocast) -> float:
                 model.clip.encode_image(keyframes)
             model(model.frame_patches(frames), windows, keyframes, crops, person_frame, text)
 
+    return seconds_per_call(run, device, repeats)
+
+
+def seconds_per_call(run, device: torch.device, repeats: int) -> float:
+    """One warm-up call, then the mean wall time of ``repeats`` calls."""
     run()
     sync(device)
     start = time.perf_counter()
