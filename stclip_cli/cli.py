@@ -304,6 +304,8 @@ def train(
         raise StclipError(f"unknown dataset '{dataset}': expected one of {', '.join(PAPER_DEFAULTS)}")
     options = {"pool": pool} if dataset.lower() == "jhmdb" else {}
     view = open_dataset(dataset, data_root, split, "train", **options)
+    if data_root is not None:  # recorded so that `stclip eval` with no flags finds the same data
+        options["data_root"] = str(data_root.resolve())
     cfg = TrainConfig(
         dataset=dataset.lower(), split=split, out=out or default_run_dir(dataset.lower(), split),
         model=model or defaults["model"], iterations=defaults["iterations"] if iterations is None else iterations, batch_size=batch_size,
@@ -389,7 +391,9 @@ def evaluate(
     split = split if split is not None else meta.get("split")
     if not dataset or split is None:
         raise StclipError("which benchmark? pass --dataset and --split (only a checkpoint records them)")
-    view = open_dataset(dataset, data_root or (meta.get("config", {}).get("options", {}).get("data_root")), split, subset)
+    recorded = meta.get("config", {}).get("options", {})
+    options = {"pool": recorded["pool"]} if "pool" in recorded else {}
+    view = open_dataset(dataset, data_root or recorded.get("data_root"), split, subset, **options)
     dev = _device(device)
     net = build_model(card, clip_weights, card.checkpoint).to(dev)
     scorer = Scorer(net, view.classes, multi_label=view.multi_label, half=half)

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import supervision as sv
 
 from .data.common import DatasetView, VideoRecord
+from .detection import fp_filter
 from .errors import StclipError
 from .metrics import DetectionRow, GroundTruthRow, frame_ap, mean_ap
 from .scoring import KeyframeRequest, Scorer
@@ -36,21 +38,16 @@ class EvalResult:
 
 
 def person_boxes(video: VideoRecord, frame: int, gt_boxes: bool, fp_margin: float | None, max_persons: int | None) -> np.ndarray:
-    """The boxes scored at ``frame``: GT persons, or detections after the false-positive filter (method.md 9)."""
+    """The boxes scored at ``frame``: GT persons, or detections (best first) after the false-positive filter."""
     if gt_boxes:
         entry = video.gt.get(frame)
         return np.zeros((0, 4), np.float32) if entry is None else np.asarray(entry.boxes, np.float32).reshape(-1, 4)
     if video.detections is None:
         raise StclipError(f"no detected person boxes for {video.name}; pass --gt-boxes or give the detections file")
     boxes, scores = video.detections.get(frame, (np.zeros((0, 4)), np.zeros(0)))
-    boxes, scores = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32)
-    order = np.argsort(-scores, kind="stable")
-    boxes, scores = boxes[order], scores[order]
-    if fp_margin is not None and len(scores):
-        keep = scores > scores[0] - fp_margin
-        keep[0] = True
-        boxes = boxes[keep]
-    return boxes[:max_persons] if max_persons else boxes
+    found = sv.Detections(xyxy=np.asarray(boxes, np.float32).reshape(-1, 4), confidence=np.asarray(scores, np.float32))
+    found = fp_filter(found[np.argsort(-found.confidence, kind="stable")], fp_margin)
+    return found.xyxy[:max_persons] if max_persons else found.xyxy
 
 
 def evaluate_view(
@@ -76,11 +73,14 @@ def evaluate_view(
         frames = sorted(video.gt)
         scored: list[tuple[int, np.ndarray, np.ndarray]] = []
         scorer.reset()
+        images: dict[int, np.ndarray] = {}
         for start in range(0, len(frames), batch_size):
             chunk = frames[start : start + batch_size]
             requests = [KeyframeRequest(f, video.window(f, scorer.model.window), person_boxes(video, f, gt_boxes, fp_margin, max_persons)) for f in chunk]
             needed = sorted({i for r in requests for i in r.window} | set(chunk))
-            images = dict(zip(needed, video.read_frames(needed)))
+            images = {i: images[i] for i in needed if i in images}  # neighbouring windows share frames: read each once
+            missing = [i for i in needed if i not in images]
+            images.update(zip(missing, video.read_frames(missing)))
             for request, probs in zip(requests, scorer.score(images, requests)):
                 scored.append((request.keyframe, request.boxes, probs))
         keyframes += len(scored)

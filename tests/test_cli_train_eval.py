@@ -34,7 +34,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
 
 
-def test_resume_continues_exactly(tmp_path, data_root):
+def test_resume_continues_exactly(tmp_path, data_root, monkeypatch):
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = [*TRAIN, "--data-root", data_root, "--lr", "0.01", "--warmup-iters", "2", "--log-every", "1"]
     assert invoke("train", *common, "--out", straight, "--iterations", "6").exit_code == 0
@@ -53,6 +53,11 @@ def test_resume_continues_exactly(tmp_path, data_root):
     assert {"loss", "lr", "it_s"} <= set(rows[0])
     meta = json.loads(json.loads(json.dumps(__import__("safetensors").safe_open(str(split / "final.safetensors"), "pt").metadata()))["stclip"])
     assert (meta["dataset"], meta["split"], meta["step"], meta["card"]["backbone"]) == ("jhmdb", 1, 6, "stclip-tiny-test")
+    # eval finds the data root the run was trained with, without --data-root or STCLIP_DATA
+    monkeypatch.setenv("STCLIP_DATA", str(tmp_path / "nowhere"))
+    result = invoke("eval", "--checkpoint", split / "final.safetensors", "--gt-boxes", "--quiet", "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e.json").read_text())["videos"] == 12
 
 
 def test_training_learns_and_eval_runs_with_no_flags(tmp_path, data_root, monkeypatch):
