@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 import logging
 from pathlib import Path
@@ -102,7 +103,9 @@ class YoloPersonDetector:
 
 
 def _load_yolo(model: str) -> Any:
-    """Load or build the YOLO, with ultralytics' own download warnings silenced: our error line says it all."""
+    """Load or build the YOLO, with ultralytics' own banners and download warnings silenced: our lines say it all."""
+    # ultralytics prints a settings banner on its first import on a machine unless it is told to be quiet
+    os.environ.setdefault("YOLO_VERBOSE", "False")
     import ultralytics  # noqa: F401  (its import configures the logger we quieten)
 
     logger = logging.getLogger("ultralytics")

@@ -1,14 +1,36 @@
-"""Shared fixtures: tiny real videos (PyAV), frame folders and the shared sample clip."""
+"""Shared fixtures: tiny real videos (PyAV), frame folders and the shared sample clip.
+
+Every test session runs as on a fresh machine: the config and cache folders of ultralytics, Hugging Face, torch
+and stclip (and HOME itself) point into a new temporary folder before any library is imported, so nothing a
+previous run left behind (settings files, downloaded weights) can make a test pass.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import av
-import cv2
-import numpy as np
-import pytest
+FRESH_HOME = Path(tempfile.mkdtemp(prefix="stclip-tests-home-"))
+FRESH_ENV = {
+    "HOME": str(FRESH_HOME),
+    "XDG_CONFIG_HOME": str(FRESH_HOME / ".config"),
+    "XDG_CACHE_HOME": str(FRESH_HOME / ".cache"),
+    "YOLO_CONFIG_DIR": str(FRESH_HOME / ".config" / "Ultralytics"),
+    "HF_HOME": str(FRESH_HOME / ".cache" / "huggingface"),
+    "TORCH_HOME": str(FRESH_HOME / ".cache" / "torch"),
+    "MPLCONFIGDIR": str(FRESH_HOME / ".config" / "matplotlib"),
+}
+os.environ.update(FRESH_ENV)
+for name in ("STCLIP_CHECKPOINT", "STCLIP_DATA", "HF_HUB_OFFLINE", "YOLO_VERBOSE", "YOLO_OFFLINE"):
+    os.environ.pop(name, None)
+
+import av  # noqa: E402  (after the environment above)
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SAMPLE_CLIP = SHARED / "samples" / "arm_wrestling.mp4"
@@ -92,3 +114,8 @@ def sample_clip() -> Path:
     if not SAMPLE_CLIP.is_file():
         pytest.skip(f"{SAMPLE_CLIP} not available")
     return SAMPLE_CLIP
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's fresh HOME (settings and caches the libraries created in it)."""
+    shutil.rmtree(FRESH_HOME, ignore_errors=True)
