@@ -12,6 +12,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
 from ..errors import StclipError
+from ..weights import clip_source
 
 OPEN_CLIP_CONFIGS = Path(__file__).resolve().parents[2] / "models" / "open_clip"
 _registered = False
@@ -28,33 +29,30 @@ def register_model_configs() -> None:
 def create_clip(
     backbone: str, pretrained: str | None = None, clip_weights: str | Path | None = None
 ) -> open_clip.CLIP:
-    """Build a frozen open_clip model: ``pretrained`` is an open_clip tag (cached download), ``clip_weights`` a local file.
+    """Build a frozen open_clip model: ``pretrained`` is an open_clip tag (cached download), ``clip_weights`` a local
+    copy of that tag's weights.
 
-    With neither, the weights are random (tests, parameter counts). Failures become one-line StclipErrors that name
-    the file or flag to use.
+    The MLP activation is the one the weights were trained with (QuickGELU for OpenAI's CLIPs), and preprocessing
+    follows the tag. With neither a tag nor a file the weights are random (tests, parameter counts). Failures become
+    one-line StclipErrors that name the file or flag to use.
     """
     register_model_configs()
-    if backbone not in open_clip.list_models():
-        raise StclipError(f"unknown backbone '{backbone}'; use an open_clip model name such as ViT-B-16 or ViT-L-14")
-    source = None if pretrained in (None, "", "none", "random") else pretrained
-    if clip_weights is not None:
-        path = Path(clip_weights)
-        if not path.is_file():
-            raise StclipError(f"CLIP weights file not found: {path} (--clip-weights)")
-        source = str(path)
+    source = clip_source(backbone, pretrained, clip_weights)
     try:
         # random weights (no source) are drawn from a fixed seed: a checkpoint trained on them stays valid
         with _quiet_open_clip(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = open_clip.create_model(backbone, pretrained=source)
-    except Exception as err:  # open_clip raises RuntimeError/OSError/HF errors for every loading failure
+            model = open_clip.create_model(
+                backbone,
+                pretrained=source.file,
+                force_quick_gelu=source.quick_gelu,
+                force_preprocess_cfg=source.preprocess or None,
+            )
+    except Exception as err:  # open_clip raises RuntimeError/OSError/KeyError for every loading failure
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if clip_weights is not None:
-            raise StclipError(f"could not load CLIP weights for {backbone} from {clip_weights}: {reason}") from None
-        raise StclipError(
-            f"CLIP weights {backbone} (pretrained='{pretrained}') are not in open_clip's cache and could not be "
-            f"downloaded ({reason[:120]}); fetch them where there is internet and pass --clip-weights FILE"
-        ) from None
+            raise StclipError(f"could not load CLIP weights for {backbone} from {clip_weights}: {reason[:200]}") from None
+        raise StclipError(f"could not load {source.description} from {source.file}: {reason[:200]}") from None
     check_supported(model)
     model.requires_grad_(False)
     model.eval()
