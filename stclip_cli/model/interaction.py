@@ -10,6 +10,7 @@ from peft import LoraConfig, inject_adapter_in_model
 from .clip_backbone import run_block
 from .prompting import ContextPrompting
 
+
 def add_lora(visual: VisionTransformer, rank: int, alpha: float = 1.0) -> None:
     """Rank-r LoRA on both FFN linears (c_fc, c_proj) of every visual layer; B starts at zero so nothing changes."""
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=["c_fc", "c_proj"], bias="none")
@@ -57,12 +58,14 @@ def interact(
     text: torch.Tensor,
     prompting: ContextPrompting,
     interest_k: int | None,
+    trace: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run [cls, persons, context] through every layer, prompting the text after each one.
 
     ``text`` is (C, E). With ``interest_k`` each person gets its own text, prompted by its top-k interest tokens
     (P, C, E); without, every person of a keyframe shares text prompted by all of the keyframe's tokens (K, C, E).
-    Returns the final token sequence (K, 1+B+N, D) before ln_post, and the prompted text.
+    Returns the final token sequence (K, 1+B+N, D) before ln_post, and the prompted text. ``trace`` (a dict)
+    receives every layer's tokens (``block_out_i``) and prompted text (``text_after_layer_i``).
     """
     x, pad = layout.sequence(context, persons)
     key_pad = pad if bool(pad.any()) else None
@@ -77,4 +80,6 @@ def interact(
             text = prompting(i, text, x[layout.frame[:, None], chosen])
         else:
             text = prompting(i, text, x, key_pad)
+        if trace is not None:
+            trace[f"block_out_{i}"], trace[f"text_after_layer_{i}"] = x, text
     return x, text

@@ -59,20 +59,43 @@ class STCLIP(ActionModel):
         keyframes (K, 3, S, S) and crops (P, 3, S, S) preprocessed; person_frame (P,) keyframe of each person,
         non-decreasing; text (C, E) from ``encode_text``.
         """
+        return self.stages(patches, windows, keyframes, crops, person_frame, text)["logits"]
+
+    def stages(
+        self,
+        patches: torch.Tensor,
+        windows: torch.Tensor,
+        keyframes: torch.Tensor,
+        crops: torch.Tensor,
+        person_frame: torch.Tensor,
+        text: torch.Tensor,
+        trace: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Every stage of the forward by name (the golden reference's names); ``trace`` adds each layer's output.
+
+        frame_feat (K, E), person_pooled and person_token_in (P, D), temporal_context (K, N, D), context_tokens
+        (K, 1+N, D), interaction (P, E, before the frame feature is added), prompted_text (G, C, E), logits (P, C);
+        with ``trace`` also block_out_i (K, 1+B+N, D) and text_after_layer_i (G, C, E) for every layer i.
+        """
         visual = self.clip.visual
         k = keyframes.shape[0]
+        out: dict[str, torch.Tensor] = {}
         pooled = pooled_features(visual, torch.cat([keyframes, crops.to(keyframes.dtype)]))
-        frame_features = pooled[:k] @ visual.proj
-        persons = self.adapter(pooled[k:])
+        out["frame_feat"] = pooled[:k] @ visual.proj
+        out["person_pooled"] = pooled[k:]
+        out["person_token_in"] = persons = self.adapter(pooled[k:])
         valid = windows >= 0
-        context = self.temporal(patches[windows.clamp(min=0)], None if bool(valid.all()) else valid)
-        context = embed_context(visual, context)
+        out["temporal_context"] = self.temporal(patches[windows.clamp(min=0)], None if bool(valid.all()) else valid)
+        out["context_tokens"] = context = embed_context(visual, out["temporal_context"])
         layout = PersonLayout(person_frame, k)
-        tokens, text = interact(visual, context, persons, layout, text, self.prompting, self.interest_k)
-        person_features = visual.ln_post(tokens[layout.frame, layout.position]) @ visual.proj + frame_features[person_frame]
-        if not self.interest_k:
-            text = text[person_frame]
-        return self.cosine_logits(person_features, text)
+        tokens, text = interact(
+            visual, context, persons, layout, text, self.prompting, self.interest_k, out if trace else None
+        )
+        out["interaction"] = visual.ln_post(tokens[layout.frame, layout.position]) @ visual.proj
+        out["prompted_text"] = text
+        person_text = text if self.interest_k else text[person_frame]
+        out["logits"] = self.cosine_logits(out["interaction"] + out["frame_feat"][person_frame], person_text)
+        return out
 
     def parameter_groups(self) -> dict[str, int]:
         """Trainable parameter count per ST-CLIP module (for ``stclip params``)."""
