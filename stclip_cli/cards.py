@@ -11,22 +11,23 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import open_clip
-import torch
 import yaml
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
 
 from .errors import StclipError
-from .model.base import ActionModel
-from .model.baselines import CropBaseline, FrameBaseline
-from .model.clip_backbone import create_clip, register_model_configs
-from .model.stclip import STCLIP
+
+if TYPE_CHECKING:  # torch and open_clip load in seconds: imported where a model is built, not to read a card
+    import open_clip
+    import torch
+
+    from .model.base import ActionModel
 
 CARDS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODEL_ALIASES = {"stclip": "stclip-vitb16"}
+# what `detect` scores with when ST-CLIP has no checkpoint: the paper's training-free baseline, the best published
+# training-free result (73.42 ZS-JHMDB, 48.22 ZS-UCF frame mAP)
+TRAINING_FREE_FALLBACK = "baseline"
 KINDS = ("stclip", "frame-baseline", "crop-baseline")
 # what a checkpoint's weights depend on: a checkpoint is refused when any of these differ
 ARCHITECTURE_KEYS = ("kind", "backbone", "window", "lora_rank")
@@ -91,7 +92,7 @@ def card_from_dict(data: Any, source: str) -> ModelCard:
     return ModelCard(**data)
 
 
-def temperature_of(card: ModelCard, clip: open_clip.CLIP) -> float:
+def temperature_of(card: ModelCard, clip: "open_clip.CLIP") -> float:
     """The card's fixed temperature, or CLIP's own (1 / exp(logit_scale)) when the card says ``clip``."""
     if card.temperature == "clip":
         return float(1.0 / clip.logit_scale.exp())
@@ -100,8 +101,14 @@ def temperature_of(card: ModelCard, clip: open_clip.CLIP) -> float:
 
 def build_model(
     card: ModelCard, clip_weights: str | Path | None = None, checkpoint: str | Path | None = None
-) -> ActionModel:
+) -> "ActionModel":
     """Create the CLIP of the card (tag or local file), wrap it in the card's model, and load a checkpoint if given."""
+    import open_clip
+
+    from .model.baselines import CropBaseline, FrameBaseline
+    from .model.clip_backbone import create_clip
+    from .model.stclip import STCLIP
+
     if checkpoint is not None:
         check_checkpoint(card, checkpoint)
     clip = create_clip(card.backbone, None if clip_weights else card.pretrained, clip_weights)
@@ -130,6 +137,11 @@ def card_for_checkpoint(checkpoint: str | Path, requested: ModelCard | None = No
     return stored.replace(checkpoint=str(checkpoint))
 
 
+def training_free_fallback(requested: ModelCard) -> ModelCard:
+    """The baseline card that scores when an ST-CLIP card has no checkpoint, on the requested card's CLIP."""
+    return load_card(TRAINING_FREE_FALLBACK).replace(backbone=requested.backbone, pretrained=requested.pretrained)
+
+
 def check_checkpoint(card: ModelCard, checkpoint: str | Path) -> None:
     """Refuse a checkpoint trained for another architecture than ``card``."""
     stored = card_from_dict(read_metadata(checkpoint).get("card"), f"in checkpoint {checkpoint}")
@@ -145,11 +157,13 @@ def check_compatible(stored: ModelCard, card: ModelCard, checkpoint: str | Path)
 
 def read_metadata(checkpoint: str | Path) -> dict[str, Any]:
     """The JSON metadata stored in a stclip checkpoint (card, split, step, ...)."""
+    from safetensors import SafetensorError, safe_open
+
     path = Path(checkpoint)
     if not path.is_file():
         raise StclipError(f"checkpoint not found: {path} (--checkpoint)")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header only: no torch import needed
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
         raise StclipError(f"{path} is not a safetensors checkpoint ({str(err).splitlines()[0][:80]})") from None
@@ -159,9 +173,12 @@ def read_metadata(checkpoint: str | Path) -> dict[str, Any]:
 
 
 def save_checkpoint(
-    path: str | Path, model: ActionModel, card: ModelCard, metadata: dict[str, Any], extra: dict[str, torch.Tensor] | None = None
+    path: str | Path, model: "ActionModel", card: ModelCard, metadata: dict[str, Any],
+    extra: "dict[str, torch.Tensor] | None" = None,
 ) -> None:
     """Write the trainable weights (plus optional extra tensors such as optimizer state) atomically with the card."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     tensors = {f"model.{k}": v.contiguous().cpu() for k, v in model.trainable_state_dict().items()}
     tensors.update({k: v.contiguous().cpu() for k, v in (extra or {}).items()})
@@ -171,14 +188,18 @@ def save_checkpoint(
     tmp.replace(path)
 
 
-def load_tensors(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+def load_tensors(checkpoint: str | Path) -> "dict[str, torch.Tensor]":
     """Every tensor of a checkpoint (model weights under ``model.``, training state under other prefixes)."""
+    from safetensors.torch import load_file
+
     read_metadata(checkpoint)
     return load_file(str(checkpoint))
 
 
-def load_weights(model: ActionModel, checkpoint: str | Path) -> None:
+def load_weights(model: "ActionModel", checkpoint: str | Path) -> None:
     """Load a checkpoint's trainable weights into ``model``; the sets of names and shapes must match exactly."""
+    import torch
+
     tensors = {k[len("model."):]: v for k, v in load_tensors(checkpoint).items() if k.startswith("model.")}
     expected = {k: v.shape for k, v in model.named_parameters() if v.requires_grad}
     if set(tensors) != set(expected) or any(tensors[k].shape != s for k, s in expected.items()):
@@ -191,6 +212,6 @@ def load_weights(model: ActionModel, checkpoint: str | Path) -> None:
 
 
 __all__ = [
-    "ModelCard", "build_model", "card_for_checkpoint", "list_cards", "load_card", "load_weights", "read_metadata",
-    "register_model_configs", "save_checkpoint",
+    "ModelCard", "TRAINING_FREE_FALLBACK", "build_model", "card_for_checkpoint", "list_cards", "load_card",
+    "load_weights", "read_metadata", "save_checkpoint", "training_free_fallback",
 ]

@@ -18,12 +18,30 @@ from .errors import StclipError
 
 app = typer.Typer(
     name="stclip",
-    help="Zero-shot spatio-temporal action detection with ST-CLIP: find every person, score the actions you name.",
+    help=(
+        "Zero-shot spatio-temporal action detection with ST-CLIP: find every person, score the actions you name.\n\n"
+        'Example: stclip detect video.mp4 --actions "brush teeth,fishing" --video annotated.mp4'
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        Console().print(f"stclip {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+) -> None:
+    """Zero-shot spatio-temporal action detection with ST-CLIP: find every person, score the actions you name."""
 
 
 def friendly(command: Callable) -> Callable:
@@ -65,6 +83,7 @@ def splits(dataset: Optional[str] = typer.Option(None, help="jhmdb, ucf24 or ava
         if dataset is None or s.dataset == dataset:
             table.add_row(s.dataset, str(s.split), str(len(s.train_classes)), ", ".join(s.test_classes))
     Console().print(table)
+    Console().print("--split all trains on every class of a dataset (none unseen): the model to deploy.")
 
 
 @app.command()
@@ -100,16 +119,18 @@ def detect(
     videos: list[Path] = typer.Argument(..., help="video files (anything FFmpeg decodes) or folders of frames"),
     actions: Optional[str] = typer.Option(None, help='comma-separated action names, e.g. "brush teeth,fishing"'),
     actions_file: Optional[Path] = typer.Option(None, help="a file with one action name per line"),
-    model: str = typer.Option("stclip", help="stclip (needs --checkpoint), baseline, baseline-crop, or a model card"),
-    checkpoint: Optional[Path] = typer.Option(None, help="weights written by `stclip train` (for --model stclip)"),
-    backbone: Optional[str] = typer.Option(None, help="open_clip model name, e.g. ViT-B-16 [default: the card's]"),
-    pretrained: Optional[str] = typer.Option(None, help="open_clip pretrained tag [default: openai]"),
+    model: str = typer.Option("stclip", help="stclip, baseline, baseline-crop, or a model card (name or .yaml)"),
+    checkpoint: Optional[str] = typer.Option(
+        None, help="ST-CLIP weights: a file written by `stclip train` or hf-hub:ORG/REPO; without one (and no "
+        "$STCLIP_CHECKPOINT) --model stclip scores with the training-free baseline", show_default="$STCLIP_CHECKPOINT"),
+    backbone: Optional[str] = typer.Option(None, help="open_clip model name, e.g. ViT-B-16", show_default="the card's"),
+    pretrained: Optional[str] = typer.Option(None, help="open_clip pretrained tag", show_default="openai"),
     clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file (offline use)"),
     detector: str = typer.Option("yolo11n.pt", help="ultralytics person detector: name, .pt path or .yaml"),
     boxes: Optional[Path] = typer.Option(None, help="precomputed person boxes (detect JSON or COCO-results JSON)"),
     person_conf: float = typer.Option(0.25, help="detector confidence threshold"),
     fp_margin: Optional[float] = typer.Option(None, help="keep the best box S and boxes scoring above S - margin"),
-    window: Optional[int] = typer.Option(None, help="frames per window T [default: the model's, 9]"),
+    window: Optional[int] = typer.Option(None, help="frames per window T", show_default="the model's, 9"),
     stride: int = typer.Option(1, min=1, help="score every N-th frame; others carry its boxes in the video output"),
     single_action: bool = typer.Option(False, "--single-action", help="soft voting: one action distribution per video"),
     track: bool = typer.Option(False, "--track", help="ByteTrack track ids per person"),
@@ -119,8 +140,8 @@ def detect(
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="AVA-style CSV output (a folder for several videos)"),
     top_k: int = typer.Option(2, min=1, help="actions drawn per person in --video"),
     frame_fit: str = typer.Option("crop", help="context frame: crop (CLIP's centre crop, the paper) or letterbox"),
-    interest_k: Optional[int] = typer.Option(None, min=0, help="interest tokens per person (multi-action data, AVA: 100); 0 = all tokens [default: the card's]"),
-    fps: Optional[float] = typer.Option(None, help="frame rate of a folder of frames [default: 25]"),
+    interest_k: Optional[int] = typer.Option(None, min=0, help="interest tokens per person (multi-action data, AVA: 100); 0 = all tokens", show_default="the card's"),
+    fps: Optional[float] = typer.Option(None, help="frame rate of a folder of frames", show_default="25"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
     batch_size: int = typer.Option(8, min=1, help="keyframes scored per forward pass"),
     half: bool = typer.Option(False, help="bf16 on GPU"),
@@ -128,12 +149,13 @@ def detect(
 ) -> None:
     """Find every person in each video and score the named actions for each, frame by frame.
 
-    Examples: stclip detect video.mp4 --actions "brush teeth,fishing" --model baseline ;
-    stclip detect clip.mp4 --actions-file actions.txt --checkpoint runs/jhmdb-split1/final.safetensors --video out.mp4
+    Examples: stclip detect video.mp4 --actions "brush teeth,fishing" ;
+    stclip detect clip.mp4 --actions-file actions.txt --checkpoint runs/jhmdb-split1/final.safetensors --video out.mp4 ;
+    stclip detect clip.mp4 --actions "clap,wave" --model baseline-crop --boxes boxes.json --json -
     """
     from .actions import parse_actions
-    from .predictor import DetectOptions, Predictor
 
+    # everything a user can get wrong is checked here, before torch and the models load (seconds)
     names = parse_actions(actions, actions_file)
     if smooth is not None and not track:
         raise StclipError("--smooth needs --track (scores are smoothed along a track)")
@@ -146,17 +168,30 @@ def detect(
     videos = [v for v in videos if v.exists()]
     if not videos:
         raise typer.Exit(1)
+    for path, flag in ((clip_weights, "--clip-weights"), (boxes, "--boxes")):
+        if path is not None and not path.is_file():
+            raise StclipError(f"file not found: {path} ({flag})")
     plans = _output_plans(videos, json_out, video_out, csv_out)
-    card, net = _detect_model(model, checkpoint, backbone, pretrained, clip_weights, window, device, interest_k)
+    card, note = _detect_card(model, checkpoint, backbone, pretrained, window, interest_k)
+    from .model.clip_backbone import register_model_configs
+    from .weights import clip_source
+
+    register_model_configs()
+    clip_source(card.backbone, card.pretrained, clip_weights)  # fetch or fail now, before the pipeline's imports
+
+    from .cards import build_model
+    from .outputs import ModelInfo
+    from .predictor import DetectOptions, Predictor
     from .scoring import Scorer
 
+    net = build_model(card, clip_weights, card.checkpoint).to(_device(device))
+    if note:  # said once the stand-in model is ready, so an error that stops the run stays its only line
+        console.print(f"[yellow]note:[/yellow] {note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
     scorer = Scorer(net, names, multi_label=card.multi_label, half=half, frame_fit=frame_fit)
     person_detector = _person_detector(boxes, detector, person_conf, device, half)
     predictor = Predictor(person_detector, scorer, DetectOptions(stride, batch_size, fp_margin, single_action, track, smooth, fps))
-    from .outputs import ModelInfo
-
     info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
-                     "sigmoid" if card.multi_label else "softmax")
+                     "sigmoid" if card.multi_label else "softmax", note)
     summaries = []
     for video, plan in zip(videos, plans):
         try:
@@ -171,8 +206,17 @@ def detect(
         raise typer.Exit(1)
 
 
+FALLBACK_NOTE = (
+    "no ST-CLIP checkpoint (--checkpoint FILE, hf-hub:ORG/REPO or $STCLIP_CHECKPOINT): these are the training-free "
+    "baseline's scores, not ST-CLIP's"
+)
+
+
 def _output_plans(videos: list[Path], json_out, video_out, csv_out) -> list[dict[str, Path]]:
-    """Output paths per video: the given files, files inside given folders, or JSON next to each input."""
+    """Output paths per video: the given files, files inside given folders, or JSON next to each input; every one is
+    checked writable now, before any model loads or frame is decoded."""
+    from .destinations import check_writable
+
     plans = []
     for video in videos:
         plan = {}
@@ -187,6 +231,8 @@ def _output_plans(videos: list[Path], json_out, video_out, csv_out) -> list[dict
                 plan[kind] = target
         if not plan:
             plan["json"] = video.with_name(f"{video.name.rstrip('/')}.stclip.json") if video.is_dir() else video.with_suffix(".stclip.json")
+        for path in plan.values():
+            check_writable(path)
         plans.append(plan)
     return plans
 
@@ -199,28 +245,32 @@ def _sinks(plan: dict[str, Path], top_k: int) -> list:
     return [makers[kind](path) for kind, path in plan.items()]
 
 
-def _detect_model(model: str, checkpoint: Optional[Path], backbone: Optional[str], pretrained: Optional[str],
-                  clip_weights: Optional[Path], window: Optional[int], device: str, interest_k: Optional[int] = None):
-    """Resolve --model/--checkpoint/--backbone into a card and a ready model on the device."""
+def _detect_card(model: str, checkpoint: Optional[str], backbone: Optional[str], pretrained: Optional[str],
+                 window: Optional[int], interest_k: Optional[int] = None):
+    """Resolve --model/--checkpoint/--backbone into the card that will score (no model is built yet) and, when
+    it is a stand-in, the note that says so.
+
+    An ST-CLIP card takes its checkpoint from --checkpoint or $STCLIP_CHECKPOINT (a file or an hf-hub: id); with
+    none, the training-free baseline scores on the same CLIP, and one stderr line says so.
+    """
     import dataclasses
 
-    from .cards import build_model, card_for_checkpoint, load_card
+    from .cards import card_for_checkpoint, load_card, training_free_fallback
+    from .weights import checkpoint_source
 
     card = load_card(model).replace(backbone=backbone, pretrained=pretrained, window=window)
-    if card.kind == "stclip":
-        if checkpoint is None:
-            raise StclipError(
-                f"--model {model} needs --checkpoint FILE (written by `stclip train`); "
-                "--model baseline or baseline-crop need no training"
-            )
-        requested = card if (backbone or window or model != "stclip") else None
-        card = card_for_checkpoint(checkpoint, requested).replace(pretrained=pretrained)
-    elif checkpoint is not None:
-        raise StclipError(f"--model {model} is training-free; drop --checkpoint or use --model stclip")
+    if card.kind != "stclip":
+        if checkpoint is not None:
+            raise StclipError(f"--model {model} is training-free; drop --checkpoint or use --model stclip")
+        return card, None
+    path = checkpoint_source(checkpoint)
+    if path is None:
+        return training_free_fallback(card), FALLBACK_NOTE
+    requested = card if (backbone or window or model != "stclip") else None
+    card = card_for_checkpoint(path, requested).replace(pretrained=pretrained)
     if interest_k is not None:
         card = dataclasses.replace(card, interest_k=interest_k or None)
-    net = build_model(card, clip_weights, card.checkpoint).to(_device(device))
-    return card, net
+    return card, None
 
 
 def _person_detector(boxes: Optional[Path], detector: str, conf: float, device: str, half: bool):
@@ -268,17 +318,17 @@ def _print_summary(summaries, actions: list[str]) -> None:
 @friendly
 def train(
     dataset: str = typer.Option(..., help="jhmdb, ucf24 or ava"),
-    split: int = typer.Option(..., help="label split number (see `stclip splits`)"),
-    data_root: Optional[Path] = typer.Option(None, help="dataset folder [default: $STCLIP_DATA/<dataset> or ~/.cache/stclip/data/<dataset>]"),
-    out: Optional[Path] = typer.Option(None, help="run folder [default: runs/<dataset>-split<K>]"),
-    model: Optional[str] = typer.Option(None, help="model card [default: stclip-vitb16; ava: stclip-vitl14-ava]"),
+    split: str = typer.Option(..., help="label split number (see `stclip splits`), or all: every class (to deploy)"),
+    data_root: Optional[Path] = typer.Option(None, help="dataset folder", show_default="$STCLIP_DATA/<dataset> or ~/.cache/stclip/data/<dataset>"),
+    out: Optional[Path] = typer.Option(None, help="run folder", show_default="runs/<dataset>-split<K>"),
+    model: Optional[str] = typer.Option(None, help="model card", show_default="stclip-vitb16; ava: stclip-vitl14-ava"),
     clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file instead of the open_clip download"),
-    iterations: Optional[int] = typer.Option(None, help="[default: 3000; ava: 20000]"),
+    iterations: Optional[int] = typer.Option(None, show_default="3000; ava: 20000"),
     batch_size: int = typer.Option(8, help="keyframes per step (over all GPUs)"),
-    lr: Optional[float] = typer.Option(None, help="base learning rate [default: 2.5e-4; ava: 4e-4]"),
+    lr: Optional[float] = typer.Option(None, help="base learning rate", show_default="2.5e-4; ava: 4e-4"),
     momentum: float = typer.Option(0.9),
     weight_decay: float = typer.Option(1e-7),
-    warmup_iters: Optional[int] = typer.Option(None, help="[default: 800; ava: 2000]"),
+    warmup_iters: Optional[int] = typer.Option(None, show_default="800; ava: 2000"),
     warmup_factor: float = typer.Option(0.25),
     max_boxes: int = typer.Option(10, help="ground-truth boxes per keyframe at most (random subset)"),
     seed: int = typer.Option(2),
@@ -293,12 +343,14 @@ def train(
 ) -> None:
     """Train ST-CLIP on a label split's train classes with the paper's hyper-parameters.
 
-    Examples: stclip train --dataset jhmdb --split 3 ;
+    Examples: stclip train --dataset jhmdb --split 3 ; stclip train --dataset jhmdb --split all (a model to deploy) ;
     torchrun --nproc_per_node 8 -m stclip_cli train --dataset ava --split 1
     """
     from .data import open_dataset
+    from .data.splits import parse_split
     from .train import PAPER_DEFAULTS, TrainConfig, Trainer, default_run_dir
 
+    split = parse_split(split)
     defaults = PAPER_DEFAULTS.get(dataset.lower())
     if defaults is None:
         raise StclipError(f"unknown dataset '{dataset}': expected one of {', '.join(PAPER_DEFAULTS)}")
@@ -344,24 +396,56 @@ def _run_with_progress(trainer, quiet: bool) -> Path:
         return trainer.run(on_step)
 
 
+@app.command("import-reference")
+@friendly
+def import_reference(
+    reference: Path = typer.Argument(..., help="a checkpoint saved by the reference ST-CLIP code (.pth/.pt)"),
+    out: Path = typer.Option(..., help="the stclip checkpoint to write (.safetensors)"),
+    model: str = typer.Option("stclip-vitb16", help="the card the reference was trained as (backbone, T, LoRA rank)"),
+    dataset: Optional[str] = typer.Option(None, help="dataset it was trained on (recorded for `stclip eval`)"),
+    split: Optional[int] = typer.Option(None, help="label split it was trained on (recorded for `stclip eval`)"),
+) -> None:
+    """Convert a checkpoint trained with the reference ST-CLIP code into stclip's safetensors format.
+
+    Only tensors are read (torch's weights_only unpickler): a file that needs any other object is refused.
+    Example: stclip import-reference jhmdb_split1_model_final.pth --out jhmdb-split1.safetensors --dataset jhmdb --split 1
+    """
+    from .cards import build_model, load_card, save_checkpoint
+    from .reference import load_reference_weights, read_reference
+
+    if out.exists():
+        raise StclipError(f"{out} exists; stclip never replaces a file it did not write in this run: choose another --out")
+    from .outputs import check_writable
+
+    check_writable(out)
+    card = load_card(model)
+    if card.kind != "stclip":
+        raise StclipError(f"--model {model} is a training-free baseline; a reference checkpoint needs an ST-CLIP card")
+    weights = read_reference(reference)
+    net = build_model(card.replace(pretrained="none"))  # shapes only: the frozen CLIP comes from the card's tag at use
+    load_reference_weights(net, weights)
+    save_checkpoint(out, net, card, {"dataset": dataset, "split": split, "imported_from": str(reference), "step": None})
+    console.print(f"wrote {out} ({card.name}, {sum(p.numel() for p in net.parameters() if p.requires_grad):,} trainable weights)")
+
+
 @app.command("eval")
 @friendly
 def evaluate(
-    dataset: Optional[str] = typer.Option(None, help="jhmdb, ucf24 or ava [default: the checkpoint's]"),
-    split: Optional[int] = typer.Option(None, help="label split [default: the checkpoint's]"),
-    data_root: Optional[Path] = typer.Option(None, help="dataset folder [default: $STCLIP_DATA/<dataset> or ~/.cache/stclip/data/<dataset>]"),
-    checkpoint: Optional[Path] = typer.Option(None, help="a `stclip train` checkpoint [default: the newest runs/*/final.safetensors]"),
+    dataset: Optional[str] = typer.Option(None, help="jhmdb, ucf24 or ava", show_default="the checkpoint's"),
+    split: Optional[int] = typer.Option(None, help="label split", show_default="the checkpoint's"),
+    data_root: Optional[Path] = typer.Option(None, help="dataset folder", show_default="$STCLIP_DATA/<dataset> or ~/.cache/stclip/data/<dataset>"),
+    checkpoint: Optional[Path] = typer.Option(None, help="a `stclip train` checkpoint", show_default="the newest runs/*/final.safetensors"),
     model: str = typer.Option("stclip", help="stclip, baseline, baseline-crop or a model card"),
     clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file"),
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="score ground-truth person boxes instead of detections"),
     single_action: bool = typer.Option(False, "--single-action", help="soft voting over each video"),
     subset: str = typer.Option("test", help="test: the unseen classes; train: the seen classes"),
-    fp_margin: Optional[float] = typer.Option(None, help="false-positive filter margin [default: jhmdb 0.001, others 0.7]"),
+    fp_margin: Optional[float] = typer.Option(None, help="false-positive filter margin", show_default="jhmdb 0.001, others 0.7"),
     max_persons: Optional[int] = typer.Option(None, help="score at most this many detections per frame"),
     batch_size: int = typer.Option(8),
     device: str = typer.Option("auto"),
     half: bool = typer.Option(False),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result JSON here [default: next to the checkpoint]"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result JSON here", show_default="next to the checkpoint"),
     pred: Optional[Path] = typer.Option(None, help="evaluate this prediction file (detect JSON or AVA CSV) without a model"),
     gt: Optional[Path] = typer.Option(None, help="ground truth for --pred (J-HMDB JSON, detect-style JSON or AVA CSV)"),
     excluded: Optional[Path] = typer.Option(None, help="AVA excluded timestamps CSV (with --pred CSV)"),

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from stclip_cli.destinations import check_writable
 from stclip_cli.errors import StclipError
 from stclip_cli.video import VideoInfo
 
@@ -44,32 +45,14 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """The "model" object of the JSON output: what produced the scores and how they were normalised."""
+    """The "model" object of the JSON output: what produced the scores, how they were normalised, and a note when
+    the model is a stand-in (the training-free baseline scoring because ST-CLIP had no checkpoint)."""
 
     name: str
     backbone: str
     checkpoint: str | None
     mode: Literal["softmax", "sigmoid"]
-
-
-def check_writable(path: str | Path) -> Path:
-    """Fail now, before any decoding, with "cannot write <path>: <reason>" if ``path`` cannot be written."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise StclipError(f"cannot write {path}: it is a folder")
-    if not parent.exists():
-        raise StclipError(f"cannot write {path}: folder {parent} does not exist")
-    if not parent.is_dir():
-        raise StclipError(f"cannot write {path}: {parent} is not a folder")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise StclipError(f"cannot write {path}: permission denied")
-    try:
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".check"):
-            pass
-    except OSError as err:
-        raise StclipError(f"cannot write {path}: {(err.strerror or str(err)).lower()}") from None
-    return path
+    note: str | None = None
 
 
 class _AtomicSink(ABC):

@@ -74,7 +74,7 @@ class TrainConfig:
 
 def default_run_dir(dataset: str, split: int) -> Path:
     """Where ``stclip train`` writes when no --out is given: runs/<dataset>-split<K> under the working directory."""
-    return Path("runs") / f"{dataset}-split{split}"
+    return Path("runs") / (f"{dataset}-all" if split == 0 else f"{dataset}-split{split}")
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-SAMPLE_CLIP = SHARED / "samples" / "arm_wrestling.mp4"
+SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "stclip_cli" / "assets" / "arm_wrestling.mp4"  # shipped sample
 
 
 def synthetic_frame(index: int, size: tuple[int, int] = (96, 64)) -> np.ndarray:
@@ -110,7 +110,7 @@ def make_frame() -> Callable[..., np.ndarray]:
 
 @pytest.fixture
 def sample_clip() -> Path:
-    """The shared real clip (arm_wrestling.mp4); skips when the shared folder is absent."""
+    """The real sample clip shipped with the package (arm_wrestling.mp4, mmaction2's demo video)."""
     if not SAMPLE_CLIP.is_file():
         pytest.skip(f"{SAMPLE_CLIP} not available")
     return SAMPLE_CLIP

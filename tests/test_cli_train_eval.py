@@ -140,3 +140,14 @@ def test_torchrun_two_processes_on_cpu(tmp_path, data_root):
     assert (out / "final.safetensors").is_file()
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3  # only rank 0 logs
+
+
+def test_split_all_trains_on_every_class(tmp_path, data_root):
+    out = tmp_path / "all"
+    result = invoke("train", "--dataset", "jhmdb", "--split", "all", "--model", "tiny-test", "--batch-size", "2",
+                    "--workers", "0", "--quiet", "--data-root", data_root, "--iterations", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    meta = json.loads(__import__("safetensors").safe_open(str(out / "final.safetensors"), "np").metadata()["stclip"])
+    assert meta["split"] == 0 and len(meta["classes"]) == 21
+    bad = invoke("train", "--dataset", "jhmdb", "--split", "zero", "--data-root", data_root)
+    assert bad.exit_code == 1 and "--split must be a split number" in bad.output

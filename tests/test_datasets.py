@@ -208,7 +208,7 @@ def test_error_lines(tmp_path, jhmdb_root, monkeypatch):
     assert message("ava", tmp_path, 1, "test") == (
         f"AVA annotations not found: expected ava_val_v2.2.csv in {tmp_path}/annotations or {tmp_path}")
     assert message("kinetics", tmp_path, 1, "test") == "unknown dataset 'kinetics': expected one of jhmdb, ucf24, ava"
-    assert message("jhmdb", jhmdb_root, 9, "test") == "unknown split 9 for jhmdb: expected one of 1, 2, 3, 4"
+    assert message("jhmdb", jhmdb_root, 9, "test") == "unknown split 9 for jhmdb: expected one of 1, 2, 3, 4 or all"
     assert message("jhmdb", jhmdb_root, 1, "dev") == "unknown subset 'dev': expected one of train, test"
     assert message("jhmdb", jhmdb_root, 1, "test", pool="half") == (
         "unknown video pool 'half': expected one of all, official")

@@ -74,8 +74,8 @@ def test_ava_training_videos():
     "dataset, split, message",
     [
         ("hmdb", 1, "unknown dataset 'hmdb': expected one of jhmdb, ucf24, ava"),
-        ("jhmdb", 5, "unknown split 5 for jhmdb: expected one of 1, 2, 3, 4"),
-        ("ava", 4, "unknown split 4 for ava: expected one of 1, 2, 3"),
+        ("jhmdb", 5, "unknown split 5 for jhmdb: expected one of 1, 2, 3, 4 or all"),
+        ("ava", 4, "unknown split 4 for ava: expected one of 1, 2, 3 or all"),
     ],
 )
 def test_bad_split_messages(dataset, split, message):
@@ -92,3 +92,15 @@ def test_matches_reference_files():
         folder = SHARED / f"label_split_{k}"
         assert tuple(folder.joinpath("test_label.txt").read_text().split()) == s.test_classes
         assert set(folder.joinpath("train_label.txt").read_text().split()) == set(s.train_classes)
+
+
+def test_split_all_trains_every_class_and_parses_from_the_command_line():
+    from stclip_cli.data.splits import ALL_CLASSES, parse_split
+
+    every = get_split("jhmdb", parse_split("all"))
+    assert every.split == ALL_CLASSES and every.train_classes == every.test_classes == every.all_classes
+    assert len(every.train_classes) == 21
+    assert parse_split("3") == 3
+    for bad in ("0", "x", "-1"):
+        with pytest.raises(StclipError, match="split number .* or all"):
+            parse_split(bad)

@@ -99,6 +99,19 @@ _DATASETS: dict[str, tuple[tuple[str, ...], Mapping[int, tuple[str, ...]], bool]
 }
 
 
+ALL_CLASSES = 0  # `--split all`: no unseen classes, every class trains
+
+
+def parse_split(value: str | int) -> int:
+    """A split as typed on the command line: its number, or ``all`` for every class (returned as ``ALL_CLASSES``)."""
+    text = str(value).strip().lower()
+    if text == "all":
+        return ALL_CLASSES
+    if not text.isdigit() or int(text) == ALL_CLASSES:
+        raise StclipError(f"--split must be a split number (see `stclip splits`) or all, not {value!r}")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class LabelSplit:
     """One zero-shot label split: train on ``train_classes``, report on the unseen ``test_classes``."""
@@ -111,13 +124,16 @@ class LabelSplit:
 
 
 def get_split(dataset: str, split: int) -> LabelSplit:
-    """The paper's label split ``split`` (1-based) of ``dataset`` (jhmdb, ucf24 or ava)."""
+    """The paper's label split ``split`` (1-based) of ``dataset`` (jhmdb, ucf24 or ava); ``ALL_CLASSES`` (0) trains
+    and reports on every class, which is what a model meant for deployment is trained on."""
     key = dataset.lower()
     if key not in _DATASETS:
         raise StclipError(f"unknown dataset {dataset!r}: expected one of {', '.join(_DATASETS)}")
     all_classes, tests, by_id = _DATASETS[key]
+    if split == ALL_CLASSES:
+        return LabelSplit(key, ALL_CLASSES, all_classes, all_classes, all_classes)
     if split not in tests:
-        raise StclipError(f"unknown split {split} for {key}: expected one of {', '.join(map(str, tests))}")
+        raise StclipError(f"unknown split {split} for {key}: expected one of {', '.join(map(str, tests))} or all")
     test = tests[split]
     if by_id:
         test = tuple(c for c in all_classes if c in set(test))
