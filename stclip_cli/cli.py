@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import StclipError
@@ -33,8 +34,8 @@ def friendly(command: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except StclipError as err:
-            console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        except StclipError as err:  # escaped: "[x1, y1, x2, y2]" in a message is text, not rich markup
+            console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/yellow]")
