@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import StclipError
@@ -51,8 +52,8 @@ def friendly(command: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except StclipError as err:
-            console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        except StclipError as err:  # escaped: "[x1, y1, x2, y2]" in a message is text, not rich markup
+            console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/yellow]")
@@ -438,8 +439,12 @@ def evaluate(
     model: str = typer.Option("stclip", help="stclip, baseline, baseline-crop or a model card"),
     clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file"),
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="score ground-truth person boxes instead of detections"),
+    boxes: Optional[Path] = typer.Option(None, help="persons: a folder of per-video boxes files (<video>.json, as detect --boxes reads) or the dataset's detections file"),
+    detector: Optional[str] = typer.Option(None, help="persons: ultralytics person detector", show_default="the dataset's detections when it has them, else yolo11n.pt"),
+    person_conf: float = typer.Option(0.25, help="detector confidence threshold"),
     single_action: bool = typer.Option(False, "--single-action", help="soft voting over each video"),
     subset: str = typer.Option("test", help="test: the unseen classes; train: the seen classes"),
+    classes: Optional[str] = typer.Option(None, help='with --pred: score these classes, e.g. "clap,sit,wave"', show_default="the split's, else every GT class"),
     fp_margin: Optional[float] = typer.Option(None, help="false-positive filter margin", show_default="jhmdb 0.001, others 0.7"),
     max_persons: Optional[int] = typer.Option(None, help="score at most this many detections per frame"),
     batch_size: int = typer.Option(8),
@@ -455,10 +460,15 @@ def evaluate(
     """Frame mAP@0.5 on a split's unseen classes, or of an existing prediction file.
 
     Examples: stclip eval --gt-boxes ; stclip eval --dataset jhmdb --split 1 --model baseline ;
-    stclip eval --pred out.json --gt jhmdb_test_gt_min.json
+    stclip eval --dataset ucf24 --split 1 --model baseline --boxes boxes/ ;
+    stclip eval --pred out.json --gt jhmdb_test_gt_min.json --dataset jhmdb --split 1
     """
     if pred is not None or gt is not None:
-        return _eval_files(pred, gt, excluded, label_map, json_out)
+        if boxes is not None or detector is not None:
+            raise StclipError("--boxes and --detector choose the persons a model scores; a --pred file is already scored")
+        return _eval_files(pred, gt, excluded, label_map, json_out, dataset, split, subset, classes)
+    if classes is not None:
+        raise StclipError("--classes chooses the classes of a --pred file; a model is evaluated on --dataset/--split")
     from .cards import build_model, card_for_checkpoint, load_card, read_metadata
     from .data import open_dataset
     from .evaluate import evaluate_view
@@ -477,7 +487,9 @@ def evaluate(
         raise StclipError("which benchmark? pass --dataset and --split (only a checkpoint records them)")
     recorded = meta.get("config", {}).get("options", {})
     options = {"pool": recorded["pool"]} if "pool" in recorded else {}
+    options.update(_boxes_file_option(dataset, boxes, gt_boxes, detector))
     view = open_dataset(dataset, data_root or recorded.get("data_root"), split, subset, **options)
+    persons = _eval_persons(view, gt_boxes, boxes, detector, person_conf, device, half)
     dev = _device(device)
     net = build_model(card, clip_weights, card.checkpoint).to(dev)
     scorer = Scorer(net, view.classes, multi_label=view.multi_label, half=half)
@@ -486,11 +498,11 @@ def evaluate(
 
     with Progress(console=console, disable=quiet) as progress:
         task = progress.add_task(f"eval {dataset} split {split}", total=len(view.videos))
-        result = evaluate_view(view, scorer, gt_boxes, single_action, batch_size, margin, max_persons,
+        result = evaluate_view(view, scorer, persons, single_action, batch_size, margin, max_persons,
                                on_video=lambda n: progress.advance(task, n))
     result.settings = {"dataset": dataset, "split": split, "subset": subset, "model": card.name,
                        "checkpoint": str(card.checkpoint) if card.checkpoint else None, "gt_boxes": gt_boxes,
-                       "single_action": single_action}
+                       "persons": persons.name, "single_action": single_action}
     _print_aps(result.aps, result.mean, f"{dataset} split {split} {subset} classes, frame mAP@0.5"
                f"{' (GT boxes)' if gt_boxes else ''}{' (soft voting)' if single_action else ''}")
     target = json_out or (Path(card.checkpoint).with_name(f"eval-{subset}{'-gt' if gt_boxes else ''}{'-sa' if single_action else ''}.json")
@@ -501,8 +513,75 @@ def evaluate(
     console.print(f"wrote {target}")
 
 
-def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Path], label_map: Optional[Path], json_out: Optional[Path]) -> None:
-    """--pred/--gt: AVA CSVs by the standard AVA rules, or a detect JSON against a GT JSON."""
+def _boxes_file_option(dataset: str, boxes: Optional[Path], gt_boxes: bool, detector: Optional[str]) -> dict:
+    """--boxes FILE is the dataset's own detections file: the reader option that loads it (a folder is not)."""
+    if boxes is None:
+        return {}
+    if gt_boxes or detector is not None:
+        raise StclipError("--gt-boxes, --boxes and --detector each choose the persons: pass one of them")
+    if not boxes.exists():
+        raise StclipError(f"boxes file or folder not found: {boxes} (--boxes)")
+    if boxes.is_dir():
+        return {}
+    option = {"jhmdb": "detections", "ava": "proposals"}.get(dataset)
+    if option is None:
+        raise StclipError(f"{dataset} has no detections file format of its own: pass --boxes DIR with one boxes "
+                          "file per video (<video>.json, as detect --boxes reads), or --detector")
+    return {option: boxes}
+
+
+def _eval_persons(view, gt_boxes: bool, boxes: Optional[Path], detector: Optional[str], conf: float, device: str, half: bool):
+    """The persons eval scores: GT boxes, a boxes folder, the dataset's detections, or a person detector."""
+    from .persons import BoxesFolder, DatasetPersons, DetectorPersons, GroundTruthPersons
+
+    if gt_boxes:
+        if detector is not None:
+            raise StclipError("--gt-boxes, --boxes and --detector each choose the persons: pass one of them")
+        return GroundTruthPersons()
+    if boxes is not None:
+        return BoxesFolder(boxes, view.videos) if boxes.is_dir() else DatasetPersons()
+    if detector is None and view.videos and all(v.detections is not None for v in view.videos):
+        return DatasetPersons()
+    from .detection import YoloPersonDetector
+
+    name = detector or "yolo11n.pt"
+    return DetectorPersons(YoloPersonDetector(name, conf, device, half=half), name)
+
+
+def _eval_classes(dataset: Optional[str], split: Optional[int], subset: str, classes: Optional[str]) -> tuple[Optional[list[str]], str]:
+    """The classes --pred is scored on and how they were chosen: --classes, the split's, or None (every GT class)."""
+    from .data.splits import get_split
+    from .metrics import normalise_name
+
+    if subset not in ("train", "test"):
+        raise StclipError(f"unknown subset {subset!r}: expected one of train, test")
+    if classes is not None:
+        if split is not None:
+            raise StclipError("--classes and --split both choose the classes: pass one of them")
+        names = [" ".join(c.split()) for c in classes.split(",") if c.strip()]
+        if not names:
+            raise StclipError('--classes names no class; pass e.g. --classes "clap,sit,wave"')
+        seen: set[str] = set()
+        for name in names:
+            if normalise_name(name) in seen:
+                raise StclipError(f"class '{name}' is named twice in --classes")
+            seen.add(normalise_name(name))
+        return names, "the --classes list"
+    if split is None:
+        if dataset is not None:
+            raise StclipError("--dataset needs --split (or --classes) to choose the classes of --pred")
+        return None, "every class of the ground truth (choose with --dataset/--split or --classes)"
+    if dataset is None:
+        raise StclipError("--split needs --dataset: which benchmark's split?")
+    label_split = get_split(dataset, split)
+    return list(label_split.train_classes if subset == "train" else label_split.test_classes), f"{label_split.dataset} split {split} {subset} classes"
+
+
+def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Path], label_map: Optional[Path],
+                json_out: Optional[Path], dataset: Optional[str] = None, split: Optional[int] = None,
+                subset: str = "test", classes: Optional[str] = None) -> None:
+    """--pred/--gt: AVA CSVs by the standard AVA rules, or a detect JSON against a GT JSON, on the chosen classes."""
+    from .data.splits import JHMDB_CLASSES, get_split
     from .metrics import ava_evaluate, evaluate_json, mean_ap
 
     if pred is None or gt is None:
@@ -510,19 +589,36 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
     for path, flag in ((pred, "--pred"), (gt, "--gt")):
         if not path.is_file():
             raise StclipError(f"file not found: {path} ({flag})")
+    dataset = dataset.lower() if dataset else None
+    names, chosen = _eval_classes(dataset, split, subset, classes)
     if pred.suffix.lower() == ".csv":
         if label_map is None:
             raise StclipError("AVA evaluation needs the action list: pass --label-map ava_action_list_v2.2.pbtxt")
-        aps = ava_evaluate(pred, gt, excluded, label_map)
+        scores = ava_evaluate(pred, gt, excluded, label_map, names)
+        chosen = chosen.replace("of the ground truth", "of the label map")
     else:
-        aps = evaluate_json(pred, gt)
+        class_names = get_split(dataset, 1).all_classes if dataset else JHMDB_CLASSES
+        scores = evaluate_json(pred, gt, names, class_names, label_split=dataset in ("jhmdb", "ucf24"))
+    aps = scores.aps
     mean = mean_ap(aps)
+    without_gt = [n for n, ap in aps.items() if math.isnan(ap)]
+    averaged = len(aps) - len(without_gt)
+    console.print(f"note: averaging {averaged} class{'' if averaged == 1 else 'es'}, {chosen}"
+                  + (f"; no ground truth for {', '.join(without_gt)} (left out of the mean)" if without_gt else "")
+                  + (f"; no predictions for {', '.join(scores.unpredicted)}" if scores.unpredicted else ""),
+                  markup=False, highlight=False, soft_wrap=True)
+    if scores.left_out:
+        console.print(f"note: {len(scores.left_out)} video(s) of {pred.name} are not among the {scores.videos} test "
+                      f"video(s) of {gt.name} and were not scored: {', '.join(scores.left_out[:5])}"
+                      f"{', ...' if len(scores.left_out) > 5 else ''}", markup=False, highlight=False, soft_wrap=True)
     _print_aps(aps, mean, f"{pred.name} vs {gt.name}, frame mAP@0.5")
     if json_out is not None:
         from .outputs import atomic_text
 
         clean = {k: (None if math.isnan(v) else v) for k, v in aps.items()}
-        atomic_text(json_out, json.dumps({"map": None if math.isnan(mean) else mean, "ap": clean}, indent=2))
+        atomic_text(json_out, json.dumps({"map": None if math.isnan(mean) else mean, "ap": clean,
+                                          "classes": chosen, "videos": scores.videos,
+                                          "left_out_videos": scores.left_out}, indent=2))
 
 
 def _print_aps(aps: dict, mean: float, title: str) -> None:

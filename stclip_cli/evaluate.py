@@ -1,7 +1,7 @@
 """Evaluator: frame mAP@0.5 of a model on a label split's unseen classes (benchmarks.md protocol).
 
-Each test video is streamed through the same ``Scorer`` that ``stclip detect`` uses, on ground-truth boxes
-(``gt_boxes``) or the dataset's detected person boxes, at every annotated frame.
+Each test video is streamed through the same ``Scorer`` that ``stclip detect`` uses, on the persons a
+``PersonSource`` gives (ground-truth boxes, the dataset's detections, per-video boxes files or a detector).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import supervision as sv
 
-from .data.common import DatasetView, VideoRecord
+from .data.common import DatasetView
 from .detection import fp_filter
-from .errors import StclipError
 from .metrics import DetectionRow, GroundTruthRow, frame_ap, mean_ap
+from .persons import PersonSource
 from .scoring import KeyframeRequest, Scorer
 
 
@@ -37,30 +37,30 @@ class EvalResult:
                 "keyframes": self.keyframes, **self.settings}
 
 
-def person_boxes(video: VideoRecord, frame: int, gt_boxes: bool, fp_margin: float | None, max_persons: int | None) -> np.ndarray:
-    """The boxes scored at ``frame``: GT persons, or detections (best first) after the false-positive filter."""
-    if gt_boxes:
-        entry = video.gt.get(frame)
-        return np.zeros((0, 4), np.float32) if entry is None else np.asarray(entry.boxes, np.float32).reshape(-1, 4)
-    if video.detections is None:
-        raise StclipError(f"no detected person boxes for {video.name}; pass --gt-boxes or give the detections file")
-    boxes, scores = video.detections.get(frame, (np.zeros((0, 4)), np.zeros(0)))
-    found = sv.Detections(xyxy=np.asarray(boxes, np.float32).reshape(-1, 4), confidence=np.asarray(scores, np.float32))
+def _ranked(found: sv.Detections, fp_margin: float | None, max_persons: int | None) -> sv.Detections:
+    """Detections best first after the false-positive filter, at most ``max_persons``; unscored boxes as they are."""
+    if found.confidence is None or len(found) == 0:
+        return found
     found = fp_filter(found[np.argsort(-found.confidence, kind="stable")], fp_margin)
-    return found.xyxy[:max_persons] if max_persons else found.xyxy
+    return found[:max_persons] if max_persons else found
 
 
 def evaluate_view(
     view: DatasetView,
     scorer: Scorer,
-    gt_boxes: bool = False,
+    persons: PersonSource,
     single_action: bool = False,
     batch_size: int = 8,
     fp_margin: float | None = None,
     max_persons: int | None = None,
     on_video: Callable[[int], None] | None = None,
 ) -> EvalResult:
-    """Score every annotated frame of every video of ``view`` on ``view.classes`` and compute frame mAP@0.5."""
+    """Score the persons ``persons`` gives on the frames it names, for every video of ``view``, and compute frame
+    mAP@0.5 on ``view.classes``.
+
+    With detected persons every frame the benchmark scores is scored, annotated or not: a detection on a frame
+    without ground truth is a false positive (PASCAL VOC / ActivityNet frame AP, as the reference evaluates).
+    """
     if scorer.actions != list(view.classes):
         raise ValueError("the scorer must score exactly the view's classes")
     detections: list[DetectionRow] = []
@@ -70,20 +70,26 @@ def evaluate_view(
         for frame, entry in video.gt.items():
             for box, names in zip(np.asarray(entry.boxes).reshape(-1, 4), entry.labels):
                 ground_truth.extend(((video.name, frame), name, box) for name in names if name in view.classes)
-        frames = sorted(video.gt)
+        frames = persons.frames(video)
+        detector = persons.detector(video)
         scored: list[tuple[int, np.ndarray, np.ndarray]] = []
         scorer.reset()
         images: dict[int, np.ndarray] = {}
         for start in range(0, len(frames), batch_size):
             chunk = frames[start : start + batch_size]
-            requests = [KeyframeRequest(f, video.window(f, scorer.model.window), person_boxes(video, f, gt_boxes, fp_margin, max_persons)) for f in chunk]
+            missing = [i for i in chunk if i not in images]
+            images.update(zip(missing, video.read_frames(missing)))
+            found = detector.detect([images[f] for f in chunk], chunk)
+            requests = [KeyframeRequest(f, video.window(f, scorer.model.window), _ranked(d, fp_margin, max_persons).xyxy)
+                        for f, d in zip(chunk, found)]
+            requests = [r for r in requests if len(r.boxes)]
             needed = sorted({i for r in requests for i in r.window} | set(chunk))
             images = {i: images[i] for i in needed if i in images}  # neighbouring windows share frames: read each once
             missing = [i for i in needed if i not in images]
             images.update(zip(missing, video.read_frames(missing)))
-            for request, probs in zip(requests, scorer.score(images, requests)):
+            for request, probs in zip(requests, scorer.score(images, requests) if requests else []):
                 scored.append((request.keyframe, request.boxes, probs))
-        keyframes += len(scored)
+        keyframes += len(frames)
         if single_action and scored:
             stacked = np.concatenate([p for _, _, p in scored])
             if len(stacked):
@@ -95,7 +101,7 @@ def evaluate_view(
         if on_video is not None:
             on_video(1)
     aps = frame_ap(detections, ground_truth, view.classes)
-    return EvalResult(aps, mean_ap(aps), len(view.videos), keyframes)
+    return EvalResult(aps, mean_ap(aps), len(view.videos), keyframes, {"persons": persons.name})
 
 
-__all__ = ["EvalResult", "evaluate_view", "person_boxes"]
+__all__ = ["EvalResult", "evaluate_view"]

@@ -12,9 +12,12 @@ Rules of ``frame_ap``, per class:
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,9 @@ import numpy as np
 
 from stclip_cli.data.ava import parse_label_map, read_ava_csv, read_excluded
 from stclip_cli.data.common import read_json
+from stclip_cli.data.jhmdb import coco_ground_truth
 from stclip_cli.data.splits import JHMDB_CLASSES
+from stclip_cli.entries import Entries
 from stclip_cli.errors import StclipError
 
 Box = Sequence[float]
@@ -123,80 +128,134 @@ def video_key(name: str) -> str:
     return path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
 
 
-def _videos(data: Any, path: Path) -> list[dict]:
+def _videos(data: Any, path: Path) -> list[tuple[str, dict]]:
+    """The video objects of a detect JSON (one object or a list), each with its entry prefix ("" or "[k].")."""
     videos = data if isinstance(data, list) else [data]
     if not all(isinstance(v, dict) and "video" in v and "frames" in v for v in videos):
         raise StclipError(f"{path} is not a detect JSON (objects with 'video' and 'frames')")
-    return videos
+    return [(f"[{k}]." if isinstance(data, list) else "", v) for k, v in enumerate(videos)]
+
+
+def _persons(path: Path, data: Any) -> Iterator[tuple[tuple[str, int], dict, str, list[float]]]:
+    """Every person of a detect JSON, checked: ``((video, frame index), person, its entry name, box)``."""
+    check = Entries(path)
+    for prefix, video in _videos(data, path):
+        name = video_key(check.text(video["video"], f"{prefix}video"))
+        for i, frame in enumerate(check.array(video["frames"], f"{prefix}frames")):
+            where = f"{prefix}frames[{i}]"
+            check.mapping(frame, where)
+            index = check.integer(check.field(frame, "index", where), f"{where}.index")
+            for j, person in enumerate(check.array(frame.get("persons", []), f"{where}.persons")):
+                entry = f"{where}.persons[{j}]"
+                check.mapping(person, entry)
+                yield (name, index), person, entry, check.box(check.field(person, "box", entry), f"{entry}.box")
+
+
+def _detect_json_videos(path: Path, data: Any) -> set[str]:
+    return {video_key(v["video"]) for _, v in _videos(data, path) if isinstance(v["video"], str)}
 
 
 def read_detect_json(path: Path) -> list[DetectionRow]:
     """Detection rows ``((video, frame index), action, score, box)`` from a ``stclip detect`` JSON.
 
     Accepts one video object or a list of them; each person contributes one row per entry of ``scores``.
+    Every entry is checked; a bad one is a one-line StclipError naming the file and the entry.
     """
+    check = Entries(path)
     rows = []
-    for video in _videos(read_json(path), path):
-        name = video_key(video["video"])
-        for frame in video["frames"]:
-            for person in frame.get("persons", []):
-                for action, score in (person.get("scores") or {}).items():
-                    rows.append(((name, int(frame["index"])), action, float(score), person["box"]))
+    for key, person, entry, box in _persons(path, read_json(path)):
+        scores = check.mapping(check.field(person, "scores", entry), f"{entry}.scores")
+        for action, score in scores.items():
+            rows.append((key, action, check.number(score, f"{entry}.scores[{json.dumps(action)}]"), box))
     return rows
 
 
-def read_ground_truth(path: Path, class_names: Sequence[str] = JHMDB_CLASSES) -> list[GroundTruthRow]:
-    """GT rows ``((video, frame index), class, box)`` from a COCO-like GT JSON or a detect JSON with labels.
+@dataclass
+class GroundTruth:
+    """Ground-truth rows ``((video, frame), class, box)`` and every video the file covers (annotated or not)."""
+
+    rows: list[GroundTruthRow]
+    videos: set[str]
+
+    @property
+    def classes(self) -> list[str]:
+        """The classes with at least one box, sorted."""
+        return sorted({row[1] for row in self.rows})
+
+
+def read_ground_truth_file(path: Path, class_names: Sequence[str] = JHMDB_CLASSES) -> GroundTruth:
+    """Ground truth from a COCO-like GT JSON or a detect JSON with labels, checked entry by entry.
 
     COCO-like (J-HMDB reference): ``images[]`` give movie and 1-based ``timestamp`` (frame = timestamp - 1),
     ``annotations[]`` give bbox xyxy and 1-based ``action_ids`` into ``class_names``. Detect-JSON form: each
     person's ``"labels": [names]`` (persons without labels are ignored).
     """
     data = read_json(path)
-    rows: list[GroundTruthRow] = []
     if isinstance(data, dict) and "images" in data and "annotations" in data:
-        images = {int(im["id"]): (video_key(im["movie"]), int(im["timestamp"]) - 1) for im in data["images"]}
-        for ann in data["annotations"]:
-            key = images.get(int(ann["image_id"]))
-            if key is None:
-                raise StclipError(f"{path}: annotation {ann.get('id')} names an unknown image {ann['image_id']}")
-            for action in ann["action_ids"]:
-                if not 1 <= int(action) <= len(class_names):
-                    raise StclipError(f"{path}: action id {action} outside 1..{len(class_names)}")
-                rows.append((key, class_names[int(action) - 1], ann["bbox"]))
-        return rows
-    for video in _videos(data, path):
-        name = video_key(video["video"])
-        for frame in video["frames"]:
-            for person in frame.get("persons", []):
-                for label in person.get("labels") or []:
-                    rows.append(((name, int(frame["index"])), label, person["box"]))
+        coco = coco_ground_truth(data, path, class_names)
+        rows = [((video_key(movie), frame), name, box) for (movie, frame), box, names in coco.persons for name in names]
+        return GroundTruth(rows, {video_key(movie) for movie in coco.movies})
+    check = Entries(path)
+    rows = []
+    for key, person, entry, box in _persons(path, data):
+        labels = person.get("labels")
+        for k, label in enumerate(check.array(labels, f"{entry}.labels") if labels is not None else []):
+            rows.append((key, check.text(label, f"{entry}.labels[{k}]"), box))
     if not rows:
         raise StclipError(f"{path} holds no ground truth: expected persons with \"labels\": [names]")
-    return rows
+    return GroundTruth(rows, _detect_json_videos(path, data))
+
+
+def read_ground_truth(path: Path, class_names: Sequence[str] = JHMDB_CLASSES) -> list[GroundTruthRow]:
+    """GT rows ``((video, frame index), class, box)`` of a GT file (see ``read_ground_truth_file``)."""
+    return read_ground_truth_file(path, class_names).rows
 
 
 def normalise_name(name: str) -> str:
-    """Action names compare case-insensitively with '_' and runs of spaces equal: 'Brush_hair' = 'brush hair'."""
-    return " ".join(name.replace("_", " ").lower().split())
+    """Action names compare case-insensitively with '_', runs of spaces and camel case alike:
+    'Brush_hair' = 'brush hair', 'IceDancing' = 'ice dancing'."""
+    return " ".join(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).replace("_", " ").lower().split())
 
 
-def evaluate_json(pred_path: Path, gt_path: Path, classes: Sequence[str] | None = None) -> dict[str, float]:
-    """Frame AP per class of a detect JSON against a GT file, on the frames that have GT only.
+@dataclass
+class FileScores:
+    """Frame AP per class of a prediction file, and what was (not) scored."""
 
-    Prediction action names are matched to GT class names by ``normalise_name``; ``classes`` (GT names)
-    defaults to every class in the GT, sorted.
+    aps: dict[str, float]
+    videos: int
+    left_out: list[str] = field(default_factory=list)
+    unpredicted: list[str] = field(default_factory=list)
+
+
+def evaluate_json(
+    pred_path: Path,
+    gt_path: Path,
+    classes: Sequence[str] | None = None,
+    class_names: Sequence[str] = JHMDB_CLASSES,
+    label_split: bool = False,
+) -> FileScores:
+    """Frame AP per class of a detect JSON against a GT file (PASCAL VOC / ActivityNet frame AP).
+
+    Every detection on a test video counts: one on a frame without ground truth of its class is a false
+    positive. The test videos are those of the GT file, or with ``label_split`` (J-HMDB, UCF101-24 label splits)
+    those whose GT holds one of ``classes``; detections on other videos are left out and listed in ``left_out``.
+    Names match by ``normalise_name``; ``classes`` default to every class of the GT, sorted; a class that the GT
+    spells differently takes the GT's spelling. ``class_names`` resolve COCO-like ``action_ids``.
     """
-    gt = read_ground_truth(gt_path)
-    names = list(classes) if classes is not None else sorted({row[1] for row in gt})
+    gt = read_ground_truth_file(gt_path, class_names)
+    spelled = {normalise_name(n): n for n in gt.classes}
+    names = [spelled.get(normalise_name(c), c) for c in classes] if classes is not None else gt.classes
     lookup = {normalise_name(n): n for n in names}
-    gt_frames = {row[0] for row in gt}
-    dets = [
-        (frame, lookup[normalise_name(cls)], score, box)
-        for frame, cls, score, box in read_detect_json(pred_path)
-        if frame in gt_frames and normalise_name(cls) in lookup
-    ]
-    return frame_ap(dets, gt, names)
+    videos = {row[0][0] for row in gt.rows if row[1] in lookup.values()} if label_split else gt.videos
+    detections, left_out, predicted = [], set(), set()
+    for frame, action, score, box in read_detect_json(pred_path):
+        if frame[0] not in videos:
+            left_out.add(frame[0])
+        elif normalise_name(action) in lookup:
+            detections.append((frame, lookup[normalise_name(action)], score, box))
+            predicted.add(detections[-1][1])
+    return FileScores(frame_ap(detections, gt.rows, names), len(videos), sorted(left_out),
+                      [n for n in names if n not in predicted])
 
 
 def ava_evaluate(
@@ -205,11 +264,12 @@ def ava_evaluate(
     excluded_csv: Path | None,
     label_map_pbtxt: Path,
     classes: Iterable[str | int] | None = None,
-) -> dict[str, float]:
-    """AVA frame AP per class name, by the standard AVA rules, on normalised CSV boxes.
+) -> FileScores:
+    """AVA frame AP per class name, by the standard AVA (ActivityNet) rules, on normalised CSV boxes.
 
     Drops excluded keyframes, keeps only the classes of the label map (optionally only ``classes``, names or
-    ids), scores predictions on the GT keyframes only; same AP definition as ``frame_ap``.
+    ids); every prediction on a video of the GT counts, one on a keyframe without GT of its class is a false
+    positive; predictions on videos the GT does not hold are left out and listed. Same AP as ``frame_ap``.
     """
     label_map = parse_label_map(label_map_pbtxt)
     if classes is not None:
@@ -222,16 +282,18 @@ def ava_evaluate(
             chosen.add(ident)
         label_map = {i: n for i, n in label_map.items() if i in chosen}
     excluded = read_excluded(excluded_csv)
-    gt = [
-        ((r.video, r.timestamp), label_map[r.action], r.box)
-        for r in read_ava_csv(gt_csv)
-        if (r.video, r.timestamp) not in excluded and r.action in label_map
-    ]
-    keys = {row[0] for row in gt}
-    preds = []
+    rows = read_ava_csv(gt_csv)
+    videos = {r.video for r in rows}
+    gt = [((r.video, r.timestamp), label_map[r.action], r.box) for r in rows
+          if (r.video, r.timestamp) not in excluded and r.action in label_map]
+    preds, left_out = [], set()
     for r in read_ava_csv(pred_csv, with_action=True):
-        if (r.video, r.timestamp) in keys and r.action in label_map:
+        if r.video not in videos:
+            left_out.add(r.video)
+        elif (r.video, r.timestamp) not in excluded and r.action in label_map:
             if r.last is None:
                 raise StclipError(f"{pred_csv}: prediction rows need a score in the 8th column")
             preds.append(((r.video, r.timestamp), label_map[r.action], r.last, r.box))
-    return frame_ap(preds, gt, [label_map[i] for i in sorted(label_map)])
+    names = [label_map[i] for i in sorted(label_map)]
+    predicted = {row[1] for row in preds}
+    return FileScores(frame_ap(preds, gt, names), len(videos), sorted(left_out), [n for n in names if n not in predicted])

@@ -78,6 +78,7 @@ def test_jhmdb_json(jhmdb_root):
     video = view.videos[0]
     assert (video.width, video.height, video.num_frames, video.label) == (W, H, NFRAMES, "clap")
     assert sorted(video.gt) == list(range(NFRAMES))  # 1-based files -> 0-based frames
+    assert video.scored_frames() == list(range(NFRAMES))  # frame mAP scores every frame of a test video
     np.testing.assert_array_equal(video.gt[0].boxes, [_box(1)])
     assert video.gt[0].labels == [["clap"]]
     boxes, scores = video.detections[4]
@@ -165,6 +166,7 @@ def test_ava(tmp_path):
     assert view.multi_label and "sit" in view.single_label_classes
     video = view.videos[0]
     assert timestamp_to_frame(902) == 60 and sorted(video.gt) == [60]
+    assert video.scored_frames() == [60]  # AVA scores keyframes: 903 is excluded, 904 lies beyond the 100 frames
     np.testing.assert_allclose(video.gt[60].boxes, [[8, 6, 16, 12], [0, 0, 16, 24]])
     assert video.gt[60].labels == [["sit", "text on/look at a cellphone"], ["stand"]]
     np.testing.assert_allclose(video.detections[60][0], [[8, 6, 16, 12]])
@@ -238,3 +240,26 @@ def test_error_lines(tmp_path, jhmdb_root, monkeypatch):
         "set --data-root or STCLIP_DATA")
     (ava / "ava_val_v2.2.csv").write_text("vidZ,0902,0.1\n")
     assert message("ava", ava, 1, "test") == f"{ava / 'ava_val_v2.2.csv'}:1: expected 7 or 8 CSV columns, got 3"
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"bbox": [1, 2, 3]}, "annotations[0].bbox must be 4 numbers [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2, got [1, 2, 3]"),
+    ({"action_ids": None}, "annotations[0].action_ids must be a list, got null"),
+    ({"image_id": 7}, "annotations[0].image_id names no image of images[]: 7"),
+])
+def test_jhmdb_bad_annotation_entry(jhmdb_root, change, expected):
+    path = jhmdb_root / "jhmdb_test_gt_min.json"
+    data = json.loads(path.read_text())
+    data["annotations"][0].update(change)
+    path.write_text(json.dumps(data))
+    with pytest.raises(StclipError) as err:
+        open_dataset("jhmdb", jhmdb_root, 1, "test")
+    assert str(err.value) == f"{path}: {expected}"
+
+
+def test_jhmdb_bad_detection_entry(jhmdb_root):
+    path = jhmdb_root / "jhmdb_faster_RCNN_person.json"
+    path.write_text(json.dumps([{"image_id": 10001, "bbox": [1, 2, 3, 4], "score": "NaN"}]))
+    with pytest.raises(StclipError) as err:
+        open_dataset("jhmdb", jhmdb_root, 1, "test")
+    assert str(err.value) == f'{path}: [0].score must be a finite number, got "NaN"'

@@ -15,6 +15,7 @@ from stclip_cli.metrics import (
     evaluate_json,
     frame_ap,
     mean_ap,
+    normalise_name,
     read_detect_json,
     read_ground_truth,
     video_key,
@@ -80,6 +81,12 @@ def test_voc_rule_best_box_already_matched():
     assert frame_ap(dets, gt, ["x"])["x"] == pytest.approx(0.5)
 
 
+def test_normalise_name():
+    assert normalise_name("Brush_hair") == normalise_name("brush  hair") == "brush hair"
+    assert normalise_name("IceDancing") == normalise_name("ice dancing") == "ice dancing"
+    assert normalise_name("jump/leap") == "jump/leap"
+
+
 def test_video_key():
     assert video_key("/data/in.mp4") == "in"
     assert video_key("videos/clap/some.video_0/") == "some.video_0"
@@ -111,9 +118,10 @@ def test_detect_json_round_trip(tmp_path):
     rows = read_detect_json(pred)
     assert len(rows) == 6 and rows[0] == (("v1", 0), "brush hair", 0.8, G1)
     assert read_ground_truth(gt) == [(("v1", 0), "brush_hair", G1), (("v1", 1), "clap", G2)]
-    aps = evaluate_json(pred, gt)
-    # frame 2 has no GT: ignored; brush_hair: TP only; clap: TP at 0.6 (0.1 in frame 0 is an FP after it)
-    assert aps == {"brush_hair": pytest.approx(1.0), "clap": pytest.approx(1.0)}
+    aps = evaluate_json(pred, gt).aps
+    # frame 2 has no GT, its detections are false positives (PASCAL VOC / ActivityNet): brush_hair FP 0.9 (frame 2),
+    # TP 0.8, FP 0.3 -> AP 1/2; clap: TP at 0.6, then FPs 0.1 (frame 0) and 0.0 (frame 2) -> AP 1
+    assert aps == {"brush_hair": pytest.approx(0.5), "clap": pytest.approx(1.0)}
 
 
 def test_coco_ground_truth(tmp_path):
@@ -167,16 +175,19 @@ def test_ava_evaluate(tmp_path):
     (tmp_path / "pred.csv").write_text(
         "v,0902,0.1,0.1,0.5,0.5,1,0.9\n"
         "v,0904,0.6,0.6,0.9,0.9,1,0.95\n"   # excluded: ignored
-        "v,0905,0.6,0.6,0.9,0.9,11,0.99\n"  # keyframe without GT: ignored
+        "v,0905,0.6,0.6,0.9,0.9,11,0.99\n"  # keyframe without GT: a false positive (ActivityNet AVA evaluator)
         "v,0902,0.6,0.6,0.9,0.9,11,0.8\n"   # FP
         "v,0903,0.1,0.1,0.5,0.5,11,0.7\n"   # TP
         "v,0902,0.1,0.1,0.5,0.5,12,0.7\n"   # class not in the label map
+        "w,0902,0.1,0.1,0.5,0.5,11,0.99\n"  # a video the GT does not hold: left out
     )
-    aps = ava_evaluate(tmp_path / "pred.csv", tmp_path / "gt.csv", tmp_path / "excluded.csv", tmp_path / "map.pbtxt")
+    scores = ava_evaluate(tmp_path / "pred.csv", tmp_path / "gt.csv", tmp_path / "excluded.csv", tmp_path / "map.pbtxt")
+    aps = scores.aps
     assert aps["bend/bow (at the waist)"] == pytest.approx(1.0)
-    assert aps["sit"] == pytest.approx(0.5 * 0.5)
+    assert aps["sit"] == pytest.approx(0.5 * 1 / 3)
     assert math.isnan(aps["crawl"])
-    only = ava_evaluate(tmp_path / "pred.csv", tmp_path / "gt.csv", None, tmp_path / "map.pbtxt", classes=["sit"])
+    assert scores.left_out == ["w"] and scores.unpredicted == ["crawl"]
+    only = ava_evaluate(tmp_path / "pred.csv", tmp_path / "gt.csv", None, tmp_path / "map.pbtxt", classes=["sit"]).aps
     assert list(only) == ["sit"]
     with pytest.raises(StclipError, match=r"^class 'swim' is not in the label map"):
         ava_evaluate(tmp_path / "pred.csv", tmp_path / "gt.csv", None, tmp_path / "map.pbtxt", classes=["swim"])

@@ -224,8 +224,11 @@ def open_ava(
                 frame = timestamp_to_frame(timestamp, fps)
                 if 0 <= frame < fields["num_frames"]:
                     detections[frame] = (boxes * scale, scores)
+        keyframes = [timestamp_to_frame(t, fps) for t in KEYFRAME_SECONDS if (video, t) not in excluded]
+        keyframes = [f for f in keyframes if 0 <= f < fields["num_frames"]]
         videos.append(
-            VideoRecord(video, width, height, gt=gt, detections=detections, frame_step=frame_step, **fields)
+            VideoRecord(video, width, height, gt=gt, detections=detections, frame_step=frame_step,
+                        eval_frames=keyframes, **fields)
         )
     classes = label_split.train_classes if subset == "train" else label_split.test_classes
     return DatasetView(

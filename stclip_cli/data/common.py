@@ -36,7 +36,9 @@ class VideoRecord:
 
     Frames come from ``frame_paths`` (ordered, index i = frame i), else ``frame_template`` (a ``%``-format
     path taking the 1-based file number, for folders too large to list), else ``video_path`` via OpenCV.
-    ``frame_step`` spaces the frames of a window (AVA option; 1 = consecutive frames).
+    ``frame_step`` spaces the frames of a window (AVA option; 1 = consecutive frames). ``eval_frames`` are the
+    frames the benchmark scores (AVA: its keyframes); None means every frame, as frame mAP on J-HMDB and
+    UCF101-24 scores every frame of a test video, annotated or not.
     """
 
     name: str
@@ -51,6 +53,11 @@ class VideoRecord:
     detections: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
     frame_step: int = 1
     frame_template: str | None = None
+    eval_frames: list[int] | None = None
+
+    def scored_frames(self) -> list[int]:
+        """The frames the benchmark scores: ``eval_frames``, else every frame of the video."""
+        return list(self.eval_frames) if self.eval_frames is not None else list(range(self.num_frames))
 
     def window(self, keyframe: int, length: int) -> list[int]:
         """Frame indices of the ``length``-frame window centred on ``keyframe`` (``frame_step`` apart)."""

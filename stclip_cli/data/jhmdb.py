@@ -20,6 +20,7 @@ from __future__ import annotations
 import pickle
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from stclip_cli.data.common import DatasetView, FrameBoxes, VideoRecord, load_image, read_json
 from stclip_cli.data.splits import get_split
+from stclip_cli.entries import Entries
 from stclip_cli.errors import StclipError
 
 PICKLE_KEYS = ("labels", "gttubes", "nframes", "train_videos", "test_videos", "resolution")
@@ -76,6 +78,67 @@ def pickle_ground_truth(data: dict[str, Any]) -> dict[str, dict[int, FrameBoxes]
     return out
 
 
+@dataclass
+class CocoGroundTruth:
+    """A checked COCO-like GT file: image id -> (movie, 0-based frame), frame size per movie, and the persons.
+
+    ``persons`` holds ``((movie, frame), box xyxy, class names)`` per annotation; ``movies`` every movie of
+    ``images[]``, annotated or not.
+    """
+
+    images: dict[int, tuple[str, int]]
+    sizes: dict[str, tuple[int, int]]
+    persons: list[tuple[tuple[str, int], list[float], list[str]]]
+
+    @property
+    def movies(self) -> set[str]:
+        """Every movie named by ``images[]``."""
+        return {movie for movie, _ in self.images.values()}
+
+
+def read_coco_ground_truth(path: Path, class_names: Sequence[str]) -> CocoGroundTruth:
+    """Read and check a COCO-like GT JSON file (see ``coco_ground_truth``)."""
+    return coco_ground_truth(read_json(path, "annotation file"), path, class_names)
+
+
+def coco_ground_truth(data: Any, path: Path, class_names: Sequence[str]) -> CocoGroundTruth:
+    """Check the parsed COCO-like GT ``data`` of file ``path``: ``images[]`` (id, movie, 1-based timestamp,
+    optional width/height) and ``annotations[]`` (image_id, bbox xyxy pixels, 1-based action_ids into
+    ``class_names``). Any bad entry is one StclipError naming the file and the entry (``annotations[3].bbox``).
+    """
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise StclipError(f"{path} is not a COCO-like annotation file (needs images[] and annotations[])")
+    check = Entries(path)
+    images: dict[int, tuple[str, int]] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    for i, image in enumerate(check.array(data["images"], "images")):
+        where = f"images[{i}]"
+        check.mapping(image, where)
+        ident = check.integer(check.field(image, "id", where), f"{where}.id", from_text=True)
+        movie = check.text(check.field(image, "movie", where), f"{where}.movie")
+        frame = check.integer(check.field(image, "timestamp", where), f"{where}.timestamp", first=1, from_text=True) - 1
+        images[ident] = (movie, frame)
+        if "width" in image and "height" in image:
+            sizes[movie] = (check.integer(image["width"], f"{where}.width", first=1, from_text=True),
+                            check.integer(image["height"], f"{where}.height", first=1, from_text=True))
+    persons = []
+    for i, ann in enumerate(check.array(data["annotations"], "annotations")):
+        where = f"annotations[{i}]"
+        check.mapping(ann, where)
+        image_id = check.integer(check.field(ann, "image_id", where), f"{where}.image_id", from_text=True)
+        if image_id not in images:
+            check.fail(f"{where}.image_id", f"names no image of images[]: {image_id}")
+        box = check.box(check.field(ann, "bbox", where), f"{where}.bbox")
+        names = []
+        for k, action in enumerate(check.array(check.field(ann, "action_ids", where), f"{where}.action_ids")):
+            action = check.integer(action, f"{where}.action_ids[{k}]", first=1)
+            if action > len(class_names):
+                check.fail(f"{where}.action_ids[{k}]", f"must be an action id in 1..{len(class_names)}, got {action}")
+            names.append(class_names[action - 1])
+        persons.append((images[image_id], box, names))
+    return CocoGroundTruth(images, sizes, persons)
+
+
 def _json_ground_truth(
     paths: Iterable[Path], classes: Sequence[str]
 ) -> tuple[dict[str, dict[int, FrameBoxes]], dict[str, tuple[int, int]], dict[int, tuple[str, int]]]:
@@ -84,17 +147,13 @@ def _json_ground_truth(
     sizes: dict[str, tuple[int, int]] = {}
     images: dict[int, tuple[str, int]] = {}
     for path in paths:
-        data = read_json(path, "annotation file")
-        if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-            raise StclipError(f"{path} is not a COCO-like annotation file (needs images[] and annotations[])")
-        images.update(image_index(data))
-        for image in data["images"]:
-            sizes[image["movie"]] = (int(image["width"]), int(image["height"]))
-        for ann in data["annotations"]:
-            video, frame = images[int(ann["image_id"])]
-            boxes, names = gt[video][frame]
-            boxes.append([float(v) for v in ann["bbox"]])
-            names.append([classes[int(a) - 1] for a in ann["action_ids"]])
+        read = read_coco_ground_truth(path, classes)
+        images.update(read.images)
+        sizes.update(read.sizes)
+        for (video, frame), box, names in read.persons:
+            boxes, labels = gt[video][frame]
+            boxes.append(box)
+            labels.append(names)
     out = {
         video: {f: FrameBoxes(np.asarray(b, np.float32).reshape(-1, 4), n) for f, (b, n) in sorted(fr.items())}
         for video, fr in gt.items()
@@ -102,26 +161,29 @@ def _json_ground_truth(
     return out, sizes, images
 
 
-def image_index(data: dict[str, Any]) -> dict[int, tuple[str, int]]:
-    """COCO-like ``images[]`` -> {image id: (movie, 0-based frame)}; ``timestamp`` is the 1-based file number."""
-    return {int(im["id"]): (im["movie"], int(im["timestamp"]) - 1) for im in data["images"]}
-
-
 def load_coco_detections(
     path: Path, images: dict[int, tuple[str, int]]
 ) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """COCO-results person boxes (image_id, bbox xyxy pixels, score possibly a string) per video and frame."""
-    rows = read_json(path, "annotation file")
+    """COCO-results person boxes (image_id, bbox xyxy pixels, score possibly a string) per video and frame.
+
+    Entries whose image id is not among ``images`` (frames outside the annotations) are left out.
+    """
+    rows = read_json(path, "detections file")
+    check = Entries(path)
     if not isinstance(rows, list):
         raise StclipError(f"{path} is not a COCO-results list of detections")
     grouped: dict[str, dict[int, tuple[list, list]]] = defaultdict(lambda: defaultdict(lambda: ([], [])))
-    for row in rows:
-        key = images.get(int(row["image_id"]))
+    for i, row in enumerate(rows):
+        where = f"[{i}]"
+        check.mapping(row, where)
+        key = images.get(check.integer(check.field(row, "image_id", where), f"{where}.image_id", from_text=True))
+        box = check.box(check.field(row, "bbox", where), f"{where}.bbox")
+        score = check.number(check.field(row, "score", where), f"{where}.score", from_text=True)
         if key is None:
             continue
         boxes, scores = grouped[key[0]][key[1]]
-        boxes.append([float(v) for v in row["bbox"]])
-        scores.append(float(row["score"]))
+        boxes.append(box)
+        scores.append(score)
     return {
         video: {
             f: (np.asarray(b, np.float32).reshape(-1, 4), np.asarray(s, np.float32)) for f, (b, s) in fr.items()
