@@ -21,6 +21,7 @@ import supervision as sv
 
 from stclip_cli.destinations import check_writable
 from stclip_cli.errors import StclipError
+from stclip_cli.render import FrameRenderer
 from stclip_cli.video import VideoInfo
 
 SCORES = "scores"
@@ -222,6 +223,21 @@ def video_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
+# MPEG-4 Part 2 stores the time base's denominator in 16 bits; 1/60000 s is exact for 24, 25, 30, 50, 60 and
+# 30000/1001 fps and for millisecond times, and serves sources without a time base (frame folders) too.
+DEFAULT_TIME_BASE = Fraction(1, 60000)
+MPEG4_MAX_TIME_BASE_DEN = 65535
+
+
+def video_time_base(info: VideoInfo, codec: str) -> Fraction:
+    """The output's time base: the source's own (so every frame time is kept exactly) when the codec can store
+    it, else ``DEFAULT_TIME_BASE``."""
+    source = info.time_base
+    if source is None or source <= 0 or (codec == "mpeg4" and source.denominator > MPEG4_MAX_TIME_BASE_DEN):
+        return DEFAULT_TIME_BASE
+    return Fraction(source)
+
+
 def person_label(detections: sv.Detections, i: int, actions: list[str], top_k: int = 2) -> str:
     """The text drawn above a box: "#track" (when tracked) then the top-k "action 0.71" lines."""
     lines = []
@@ -237,7 +253,12 @@ def person_label(detections: sv.Detections, i: int, actions: list[str], top_k: i
 
 
 class VideoSink(_AtomicSink):
-    """An annotated copy of the input (same size and rate, every frame) with boxes and top-k action labels."""
+    """An annotated copy of the input (every frame, at the source's own timestamps) with boxes and top-k labels.
+
+    The stream is H.264 (or MPEG-4 Part 2 without libx264) in yuv420p, which every common player decodes. 4:2:0
+    needs even sizes, so an odd-sized input gets one extra column and/or row at its right/bottom edge, a copy of
+    the edge pixels: the picture, and boxes in its pixels, are unchanged, and no source pixel is lost.
+    """
 
     needs_images = True
 
@@ -250,37 +271,36 @@ class VideoSink(_AtomicSink):
         """Start encoding into the temp file; ``model`` is accepted for a uniform sink interface."""
         self.actions = list(actions)
         self._container = av.open(str(self._make_temp()), "w")
-        rate = Fraction(info.fps).limit_denominator(1001)
         codec = video_codec()
-        self._stream = self._container.add_stream(codec, rate=rate)
-        self._stream.width, self._stream.height = info.width, info.height
-        even = info.width % 2 == 0 and info.height % 2 == 0
-        self._stream.pix_fmt = "yuv420p" if even or codec == "mpeg4" else "yuv444p"
+        self._time_base = video_time_base(info, codec)
+        self._stream = self._container.add_stream(codec, rate=Fraction(info.fps).limit_denominator(1001))
+        self._pad = (info.height % 2, info.width % 2)
+        self._stream.width, self._stream.height = info.width + self._pad[1], info.height + self._pad[0]
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.codec_context.time_base = self._time_base
+        self._stream.time_base = self._time_base
         if codec == "libx264":
             self._stream.options = {"crf": "20", "preset": "veryfast"}
-        text_scale = min(0.8, max(0.35, info.height / 1000))
-        self._boxes = sv.BoxAnnotator(thickness=1 if info.height < 600 else 2)
-        self._labels = sv.LabelAnnotator(
-            text_scale=text_scale, text_padding=round(8 * text_scale), smart_position=True
-        )
+        self._renderer = FrameRenderer(info.width, info.height)
+        self._last_pts: int | None = None
 
     def write(self, result: FrameResult) -> None:
-        """Draw the result's boxes and labels on its ``image`` and encode it; every frame, key or carried."""
+        """Draw the result's boxes and labels on its ``image`` and encode it at its own time; every frame, key or
+        carried. Times that would round to an earlier or equal tick move one tick on (pts must increase)."""
         assert self._container is not None, "VideoSink.open() first"
         if result.image is None:
             raise ValueError("VideoSink needs FrameResult.image")
-        scene = cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR)
         det = result.detections
-        if len(det):
-            tracked = det.tracker_id is not None and bool(np.all(det.tracker_id >= 0))
-            lookup = sv.ColorLookup.TRACK if tracked else sv.ColorLookup.INDEX
-            self._boxes.color_lookup = lookup
-            self._labels.color_lookup = lookup
-            labels = [person_label(det, i, self.actions, self.top_k) for i in range(len(det))]
-            scene = self._boxes.annotate(scene, det)
-            if any(labels):
-                scene = self._labels.annotate(scene, det, labels=labels)
-        video_frame = av.VideoFrame.from_ndarray(scene, format="bgr24")
+        labels = [person_label(det, i, self.actions, self.top_k) for i in range(len(det))]
+        image = self._renderer.draw(result.image, det, labels)
+        if any(self._pad):
+            image = cv2.copyMakeBorder(image, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE)
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        pts = round(Fraction(float(result.time)) / self._time_base)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        video_frame.pts, video_frame.time_base = pts, self._time_base
+        self._last_pts = pts
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
@@ -24,7 +25,8 @@ class VideoInfo:
 
     ``width``/``height`` are after rotation. ``num_frames`` is the container's frame count, or, when the
     container does not store one, the number of video packets found by demuxing the file (no decoding);
-    for a frame folder it is the number of image files.
+    for a frame folder it is the number of image files. ``time_base`` is the unit of the stream's timestamps
+    (frame times are exact multiples of it), None for a frame folder; writers use it to keep times exact.
     """
 
     path: Path
@@ -33,6 +35,7 @@ class VideoInfo:
     fps: float
     num_frames: int
     rotation: int
+    time_base: Fraction | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class PyAVSource:
             fps=float(rate) if rate else DEFAULT_FOLDER_FPS,
             num_frames=stream.frames or self._count_packets(),
             rotation=rotation,
+            time_base=stream.time_base,
         )
 
     def _open(self) -> None:

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 FRESH_HOME = Path(tempfile.mkdtemp(prefix="stclip-tests-home-"))
@@ -63,6 +64,24 @@ def write_video(
             stream.set_display_rotation(rotation)
         for i in range(n_frames):
             frame = av.VideoFrame.from_ndarray(synthetic_frame(i, size), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_vfr_video(path: Path, times: list[float], size: tuple[int, int] = (96, 64), time_base: Fraction = Fraction(1, 90000),
+                    codec: str = "libx264") -> Path:
+    """A variable-frame-rate video: synthetic frame i shown at ``times[i]`` seconds (pts in ``time_base`` units)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = stream.time_base = time_base
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(synthetic_frame(i, size), format="rgb24")
+            frame.pts, frame.time_base = round(Fraction(t) / time_base), time_base
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():

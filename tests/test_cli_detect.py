@@ -13,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import write_vfr_video
 from stclip_cli.cards import build_model, load_card, save_checkpoint
 from stclip_cli.cli import app
 
@@ -92,6 +93,22 @@ def test_stride_video_csv_and_default_json(tmp_path, make_video, checkpoint):
     result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, 17)))
     assert result.exit_code == 0 and (tmp_path / "clip.stclip.json").is_file()
 
+
+
+def test_variable_frame_rate_video_keeps_source_times(tmp_path, checkpoint):
+    """The annotated MP4 of a VFR input shows every frame at its source time (was re-timed to a constant rate)."""
+    times = [0.0, 0.04, 0.05, 0.3, 0.31, 0.9, 0.95, 1.6, 1.62, 2.5]
+    video = write_vfr_video(tmp_path / "vfr.mp4", times)
+    out = tmp_path / "annotated.mp4"
+    result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, len(times))), "--stride", "3", "--video", out,
+                    "--json", tmp_path / "out.json")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert [f["time"] for f in data["frames"]] == pytest.approx(times[::3], abs=1e-6)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        shown = [float((f.pts - (stream.start_time or 0)) * stream.time_base) for f in container.decode(stream)]
+    assert shown == pytest.approx(times, abs=1e-9)
 
 def test_single_action_votes_and_tracking(tmp_path, make_video, checkpoint):
     video = make_video(tmp_path, n_frames=12)

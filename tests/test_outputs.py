@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import supervision as sv
 
+from conftest import write_vfr_video
+from stclip_cli import outputs
 from stclip_cli.errors import StclipError
 from stclip_cli.outputs import CsvSink, FrameResult, JsonSink, ModelInfo, VideoSink, check_writable, person_label
+from stclip_cli.render import FrameRenderer
 from stclip_cli.video import VideoInfo, open_video
 
 ACTIONS = ["brush teeth", "fishing"]
@@ -89,6 +94,7 @@ def test_video_sink_round_trip(tmp_path, make_video):
         sink.open(source.info, ACTIONS, MODEL)
         for frame in source:
             record = result(frame.index, keyframe=frame.index % 4 == 0, image=frame.image)
+            record.time = frame.time
             record.detections.xyxy = np.array([[5, 5, 40, 50], [50, 10, 90, 60]], np.float32)
             sink.write(record)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4", "clip.mp4"]
@@ -104,14 +110,95 @@ def source_first_frame(path: Path) -> np.ndarray:
         return next(iter(source)).image
 
 
-def test_video_sink_odd_size(tmp_path):
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_video_sink_odd_size_plays_as_yuv420p(tmp_path, make_frame, monkeypatch, codec):
+    """4:2:0 (what players accept) needs even sizes: 95x63 gets a copied last column and row; boxes line up."""
+    monkeypatch.setattr(outputs, "video_codec", lambda: codec)
     out = tmp_path / "odd.mp4"
+    image = make_frame(0, (95, 63))
+    det = sv.Detections(xyxy=np.array([[20, 30, 60, 62]], np.float32))
     with VideoSink(out) as sink:
         sink.open(info(width=95, height=63), ACTIONS, MODEL)
         for i in range(3):
-            sink.write(FrameResult(i, i / 28, sv.Detections.empty(), image=np.zeros((63, 95, 3), np.uint8)))
+            sink.write(FrameResult(i, i / 28, det, image=image))
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ({"libx264": "h264"}.get(codec, codec), "yuv420p")
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    assert len(frames) == 3 and frames[0].shape == (64, 96, 3)
+    expected = FrameRenderer(95, 63).draw(image, det, [""])
+    assert np.abs(frames[0][:63, :95].astype(int) - expected).mean() < 6  # lossy, but the same picture, same place
+    edge = frames[0].astype(int)
+    assert np.abs(edge[:, 95] - edge[:, 94]).mean() < 6 and np.abs(edge[63] - edge[62]).mean() < 6
+
+
+VFR_TIMES = [0.0, 0.04, 0.05, 0.3, 0.31, 0.9, 0.901, 1.5, 1.52, 2.75, 2.8, 4.0]
+
+
+def sink_copy(source_path: Path, out: Path) -> None:
+    """Run every frame of a video through a VideoSink with two boxes, as detect does."""
+    with open_video(source_path) as source, VideoSink(out) as sink:
+        sink.open(source.info, ACTIONS, MODEL)
+        for frame in source:
+            record = result(frame.index, image=frame.image)
+            record.time = frame.time
+            sink.write(record)
+
+
+def frame_times(path: Path) -> list[float]:
+    with open_video(path) as video:
+        return [f.time for f in video]
+
+
+@pytest.mark.parametrize("time_base", [Fraction(1, 90000), Fraction(1, 1000), Fraction(1, 15360)])
+def test_video_sink_keeps_variable_frame_times(tmp_path, time_base):
+    source = write_vfr_video(tmp_path / "vfr.mp4", VFR_TIMES, size=(340, 256), time_base=time_base)
+    assert frame_times(source) == pytest.approx(VFR_TIMES, abs=float(time_base))
+    sink_copy(source, tmp_path / "out.mp4")
+    assert frame_times(tmp_path / "out.mp4") == frame_times(source)  # exactly: the source's own time base
+
+
+def test_video_sink_mpeg4_fallback_keeps_times(tmp_path, monkeypatch):
+    """MPEG-4 Part 2 cannot store a 1/90000 time base: 1/60000 keeps every time within 1/120000 s."""
+    monkeypatch.setattr(outputs, "video_codec", lambda: "mpeg4")
+    source = write_vfr_video(tmp_path / "vfr.mp4", VFR_TIMES)
+    sink_copy(source, tmp_path / "out.mp4")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.video[0].codec_context.name == "mpeg4"
+    assert frame_times(tmp_path / "out.mp4") == pytest.approx(frame_times(source), abs=1 / 120000 + 1e-9)
+
+
+def test_video_sink_times_that_collide_stay_increasing(tmp_path):
+    """Two frames within one tick of the time base still get distinct, increasing timestamps."""
+    out = tmp_path / "out.mp4"
+    times = [0.0, 0.1, 0.1, 0.1 + 1e-7, 0.2, 0.15, 0.3]
+    with VideoSink(out) as sink:
+        sink.open(info(width=96, height=64), ACTIONS, MODEL)
+        for i, t in enumerate(times):
+            sink.write(FrameResult(i, t, sv.Detections.empty(), image=np.full((64, 96, 3), 20 * i, np.uint8)))
+    back = frame_times(out)
+    tick = float(outputs.DEFAULT_TIME_BASE)
+    assert len(back) == len(times) and all(b > a for a, b in zip(back, back[1:]))
+    assert back == pytest.approx([0.0, 0.1, 0.1 + tick, 0.1 + 2 * tick, 0.2, 0.2 + tick, 0.3], abs=1e-9)
+
+
+def test_video_sink_labels_are_readable_and_inside_the_frame(tmp_path):
+    """340x256: capitals at least 9 px tall (were 7) and a long name cut to fit the frame (ran off its left edge)."""
+    out = tmp_path / "labels.mp4"
+    det = sv.Detections(
+        xyxy=np.array([[250, 120, 339, 255]], np.float32),
+        data={"scores": np.array([[0.9, 0.1]], np.float32)},
+    )
+    actions = ["ARM WRESTLING WITH A VERY LONG NAME THAT GOES ON AND ON AND ON AND ON AND ON AND ON", "sit"]
+    with VideoSink(out, top_k=1) as sink:
+        sink.open(info(), actions, MODEL)
+        sink.write(FrameResult(0, 0.0, det, image=np.zeros((256, 340, 3), np.uint8)))
     with open_video(out) as back:
-        assert (back.info.width, back.info.height, back.info.num_frames) == (95, 63, 3)
+        image = next(iter(back)).image
+    text = np.argwhere(image.min(axis=2) > 180)  # white capitals and digits on a coloured label on black
+    rows, cols = text[:, 0], text[:, 1]
+    assert rows.max() - rows.min() + 1 >= 9
+    assert 2 <= cols.min() and cols.max() < 340 - 2  # the text lies inside its label, the label inside the frame
 
 
 def test_person_label():

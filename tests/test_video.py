@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from conftest import write_vfr_video
 from stclip_cli.errors import StclipError
 from stclip_cli.video import FrameFolderSource, PyAVSource, open_video
 
@@ -80,6 +82,17 @@ def test_frame_count_from_demux_when_container_has_none(tmp_path):
         assert len(list(source)) == 12
 
 
+def test_variable_frame_rate_times_and_time_base(tmp_path):
+    """A VFR file's frames carry their own times, exact multiples of the stream's time base (which info reports)."""
+    times = [0.0, 0.04, 0.05, 0.3, 0.31, 0.9]
+    path = write_vfr_video(tmp_path / "vfr.mp4", times, time_base=Fraction(1, 1000))
+    with open_video(path) as source:
+        base = source.info.time_base
+        decoded = [f.time for f in source]
+    assert decoded == pytest.approx(times, abs=1e-12)
+    assert base is not None and all(abs(t / base - round(t / base)) < 1e-6 for t in decoded)
+
+
 def test_frame_folder_natural_order_and_fps(tmp_path, make_frames_folder):
     folder = make_frames_folder(tmp_path, n_frames=12)
     source = open_video(folder)
@@ -90,6 +103,7 @@ def test_frame_folder_natural_order_and_fps(tmp_path, make_frames_folder):
     grey = [int(f.image[60, 90, 0]) for f in frames]
     assert grey == [(i * 8) % 200 + 20 for i in range(12)]
     assert open_video(folder, fps=5).info.fps == 5.0
+    assert source.info.time_base is None
 
 
 def test_frame_folder_bad_image_mid_stream(tmp_path, make_frames_folder):
