@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .destinations import Destination, classify
 from .errors import StclipError
 
 if TYPE_CHECKING:  # torch and open_clip load in seconds: imported where a model is built, not to read a card
@@ -183,9 +184,15 @@ def save_checkpoint(
     tensors = {f"model.{k}": v.contiguous().cpu() for k, v in model.trainable_state_dict().items()}
     tensors.update({k: v.contiguous().cpu() for k, v in (extra or {}).items()})
     meta = {"stclip": json.dumps({"card": card.to_dict(), **metadata})}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    destination = Destination(classify(path, "checkpoint"))
+    try:
+        temp = destination.temp_path()
+        with destination.guard():
+            save_file(tensors, str(temp), metadata=meta)
+        destination.commit()
+    except BaseException:
+        destination.discard()
+        raise
 
 
 def load_tensors(checkpoint: str | Path) -> "dict[str, torch.Tensor]":

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import StclipError
+from .errors import StclipError, Terminated
 
 app = typer.Typer(
     name="stclip",
@@ -46,10 +46,12 @@ def main_options(
 
 
 def friendly(command: Callable) -> Callable:
-    """Turn StclipError into one red line and exit 1, Ctrl-C into exit 130; never a traceback for bad input."""
+    """Turn StclipError into one red line and exit 1, Ctrl-C into exit 130 and SIGTERM into exit 143 (both after
+    every output is cleaned up); never a traceback for bad input."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = _on_sigterm(_terminate)
         try:
             return command(*args, **kwargs)
         except StclipError as err:  # escaped: "[x1, y1, x2, y2]" in a message is text, not rich markup
@@ -58,8 +60,27 @@ def friendly(command: Callable) -> Callable:
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/yellow]")
             raise typer.Exit(130) from None
+        except Terminated:
+            console.print("[yellow]terminated[/yellow]")
+            raise typer.Exit(143) from None
+        finally:
+            _on_sigterm(previous)
 
     return wrapper
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install a SIGTERM handler (main thread only, as Python requires); returns the previous one."""
+    import signal
+    import threading
+
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _device(name: str):
@@ -136,9 +157,9 @@ def detect(
     single_action: bool = typer.Option(False, "--single-action", help="soft voting: one action distribution per video"),
     track: bool = typer.Option(False, "--track", help="ByteTrack track ids per person"),
     smooth: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="with --track: EMA weight of the new scores (stclip addition)"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="JSON output (a folder for several videos)"),
-    video_out: Optional[Path] = typer.Option(None, "--video", help="annotated MP4 output (a folder for several videos)"),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="AVA-style CSV output (a folder for several videos)"),
+    json_out: Optional[str] = typer.Option(None, "--json", help="JSON output: a file, - for stdout, or a folder (ends with /)", show_default="<video>.stclip.json beside each video"),
+    video_out: Optional[str] = typer.Option(None, "--video", help="annotated video: .mp4, .m4v, .mov or .mkv, or a folder (ends with /)"),
+    csv_out: Optional[str] = typer.Option(None, "--csv", help="AVA-style CSV output: a file, - for stdout, or a folder (ends with /)"),
     top_k: int = typer.Option(2, min=1, help="actions drawn per person in --video"),
     frame_fit: str = typer.Option("crop", help="context frame: crop (CLIP's centre crop, the paper) or letterbox"),
     interest_k: Optional[int] = typer.Option(None, min=0, help="interest tokens per person (multi-action data, AVA: 100); 0 = all tokens", show_default="the card's"),
@@ -172,7 +193,9 @@ def detect(
     for path, flag in ((clip_weights, "--clip-weights"), (boxes, "--boxes")):
         if path is not None and not path.is_file():
             raise StclipError(f"file not found: {path} ({flag})")
-    plans = _output_plans(videos, json_out, video_out, csv_out)
+    from .destinations import plan_outputs
+
+    plans = plan_outputs(videos, {"json": json_out, "video": video_out, "csv": csv_out})
     card, note = _detect_card(model, checkpoint, backbone, pretrained, window, interest_k)
     from .model.clip_backbone import register_model_configs
     from .weights import clip_source
@@ -213,37 +236,12 @@ FALLBACK_NOTE = (
 )
 
 
-def _output_plans(videos: list[Path], json_out, video_out, csv_out) -> list[dict[str, Path]]:
-    """Output paths per video: the given files, files inside given folders, or JSON next to each input; every one is
-    checked writable now, before any model loads or frame is decoded."""
-    from .destinations import check_writable
-
-    plans = []
-    for video in videos:
-        plan = {}
-        for kind, target, suffix in (("json", json_out, ".json"), ("video", video_out, ".mp4"), ("csv", csv_out, ".csv")):
-            if target is None:
-                continue
-            if target.is_dir():
-                plan[kind] = target / f"{video.stem}{suffix}"
-            elif len(videos) > 1:
-                raise StclipError(f"with several videos, --{kind} must be an existing folder, not {target}")
-            else:
-                plan[kind] = target
-        if not plan:
-            plan["json"] = video.with_name(f"{video.name.rstrip('/')}.stclip.json") if video.is_dir() else video.with_suffix(".stclip.json")
-        for path in plan.values():
-            check_writable(path)
-        plans.append(plan)
-    return plans
-
-
-def _sinks(plan: dict[str, Path], top_k: int) -> list:
-    """The sinks of one video; each checks its path is writable before any decoding."""
+def _sinks(plan: dict, top_k: int) -> list:
+    """The sinks of one video, from its planned targets (destinations.plan_outputs)."""
     from .outputs import CsvSink, JsonSink, VideoSink
 
-    makers = {"json": JsonSink, "csv": CsvSink, "video": lambda p: VideoSink(p, top_k)}
-    return [makers[kind](path) for kind, path in plan.items()]
+    makers = {"json": JsonSink, "csv": CsvSink, "video": lambda target: VideoSink(target, top_k)}
+    return [makers[kind](target) for kind, target in plan.items()]
 
 
 def _detect_card(model: str, checkpoint: Optional[str], backbone: Optional[str], pretrained: Optional[str],
@@ -310,7 +308,7 @@ def _print_summary(summaries, actions: list[str]) -> None:
         table.add_column(col)
     for s, plan in summaries:
         top = ", ".join(f"{name} {score:.2f}" for name, score in s.top_actions(actions)) or "nobody found"
-        outputs = ", ".join(str(p) for p in plan.values())
+        outputs = ", ".join(target.name for target in plan.values())
         table.add_row(s.video.name, str(s.frames), str(s.keyframes), str(s.persons), str(len(s.tracks)) if s.tracks else "-", top, outputs)
     console.print(table)
 
@@ -416,7 +414,7 @@ def import_reference(
 
     if out.exists():
         raise StclipError(f"{out} exists; stclip never replaces a file it did not write in this run: choose another --out")
-    from .outputs import check_writable
+    from .destinations import check_writable
 
     check_writable(out)
     card = load_card(model)

@@ -1,30 +1,323 @@
-"""Where outputs go and how they are written safely: path checks done before any decoding, shared by every command
-and engine. Light on imports (no torch, no codecs) so that bad paths are reported in well under a second."""
+"""Where outputs go and how they are written safely, decided once for every command and engine.
+
+Planning (before any model loads or frame is decoded): which file each output of each video goes to, its format
+from its name, folders (a trailing slash means a folder), distinct names for inputs that share a file name, and
+refusals: an output that is an input, two outputs on one path, a block device, an unwritable place.
+
+Writing: a regular file (or a symlink to one, written through to its target) is written to a hidden temporary
+file beside it, then renamed over it, so an interrupted run (Ctrl-C, SIGTERM, disk full) never leaves a
+half-written file under the final name nor a temporary file; a new file gets the umask's permissions and a
+replaced one keeps its own. Character devices and FIFOs are written directly (there is nothing to rename), and
+``-`` is standard output.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import sys
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from .errors import StclipError
 
+STDOUT = "-"
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of output: its flag, the suffix of files it names inside a folder, the suffixes it accepts for a
+    file it is given (None: any name), and whether it can go to standard output."""
+
+    flag: str
+    suffix: str
+    suffixes: tuple[str, ...] | None
+    stdout: bool
+
+
+# containers PyAV writes H.264 into and common players read
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
+KINDS: dict[str, OutputKind] = {
+    "json": OutputKind("--json", ".json", None, True),
+    "csv": OutputKind("--csv", ".csv", None, True),
+    "video": OutputKind("--video", ".mp4", VIDEO_SUFFIXES, False),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one output goes: ``path`` as the user will see it, and how it is written: ``file`` (temporary file
+    then rename, onto ``real``: the path with symlinks resolved), ``stream`` (a character device or FIFO, written
+    directly) or ``stdout``."""
+
+    path: Path | None
+    mode: str
+    real: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """What messages call it."""
+        return "standard output" if self.mode == "stdout" else str(self.path)
+
+    @property
+    def seekable(self) -> bool:
+        """Whether the writer may seek (an MP4 needs it unless it is fragmented)."""
+        return self.mode == "file"
+
+
+def is_folder_spec(value: str | Path) -> bool:
+    """A trailing slash means a folder, whether it exists yet or not; so does an existing folder."""
+    text = str(value)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
+def plan_outputs(
+    inputs: Sequence[Path], requested: dict[str, str | Path | None], default: str = "json"
+) -> list[dict[str, Target]]:
+    """Every video's outputs, by kind, checked now: formats, folders, distinct names, inputs never written over.
+
+    ``requested`` maps a kind (json, csv, video) to what its flag was given (a file, a folder, ``-`` or None).
+    With no output at all, ``default`` goes next to each input as ``<input stem>.stclip<suffix>``.
+    """
+    chosen = {kind: value for kind, value in requested.items() if value is not None and str(value) != ""}
+    names = _distinct_stems(inputs)
+    plans: list[dict[str, Target]] = [{} for _ in inputs]
+    for kind, value in chosen.items():
+        spec = KINDS[kind]
+        if str(value) == STDOUT:
+            if not spec.stdout:
+                raise StclipError(f"{spec.flag} cannot go to standard output (-): an MP4 needs a file; give a file name")
+            if len(inputs) > 1:
+                raise StclipError(f"{spec.flag} - takes one video; give a folder for several")
+            plans[0][kind] = Target(None, "stdout")
+        elif is_folder_spec(value):
+            folder = Path(value)
+            _check_folder(folder, spec.flag)
+            for plan, stem in zip(plans, names):
+                plan[kind] = classify(folder / f"{stem}{spec.suffix}", spec.flag, in_new_folder=True)
+        elif len(inputs) > 1:
+            raise StclipError(f"with several videos, {spec.flag} must be a folder (end it with /), not {value}")
+        else:
+            path = Path(value)
+            if spec.suffixes is not None and path.suffix.lower() not in spec.suffixes:
+                got = f"'{path.suffix}'" if path.suffix else "no extension"
+                raise StclipError(f"{spec.flag} {path}: {got} is not a video format stclip writes; use one of "
+                                  f"{', '.join(spec.suffixes)} (or end it with / for a folder)")
+            plans[0][kind] = classify(path, spec.flag)
+    if not chosen:
+        suffix = KINDS[default].suffix
+        for plan, video in zip(plans, inputs):
+            stem = video.name if video.is_dir() else video.stem
+            plan[default] = classify(video.parent / f"{stem}.stclip{suffix}", KINDS[default].flag)
+    _refuse_clashes(inputs, plans)
+    return plans
+
+
+def _distinct_stems(inputs: Sequence[Path]) -> list[str]:
+    """Output names for inputs written into one folder: the file stem, with as many parent folder names in front
+    (``cam1-clip``) as it takes to tell inputs with the same stem apart."""
+    parts = [Path(os.path.abspath(p)).parts for p in inputs]
+    stems = [Path(p).stem if Path(p).is_file() else Path(str(p).rstrip("/")).name for p in inputs]
+    out = list(stems)
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        counts: dict[str, int] = {}
+        for name in out:
+            counts[name] = counts.get(name, 0) + 1
+        clashing = [i for i, name in enumerate(out) if counts[name] > 1]
+        if not clashing:
+            return out
+        for i in clashing:
+            parents = [p for p in parts[i][:-1] if p not in ("/", os.sep)][-depth:]
+            out[i] = "-".join([*parents, stems[i]])
+    raise StclipError(f"the same video is given twice: {inputs[out.index(out[0])]}")
+
+
+def _check_folder(folder: Path, flag: str) -> None:
+    """An output folder exists as a folder, or its nearest existing parent is a writable folder (it is made when
+    the first file is written)."""
+    if folder.exists():
+        if not folder.is_dir():
+            raise StclipError(f"{flag} {folder}: not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise StclipError(f"cannot write into {folder}: permission denied")
+        return
+    parent = folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise StclipError(f"cannot create folder {folder}: {parent} is not a writable folder")
+
+
+def classify(path: Path, flag: str, in_new_folder: bool = False) -> Target:
+    """How ``path`` will be written, refusing what cannot or must not be (folders, block devices, sockets).
+
+    Its folder must exist, unless ``in_new_folder`` (an output folder stclip creates when it writes the file).
+    """
+    if path.is_symlink() or path.exists():
+        try:
+            info = os.stat(path)  # follows symlinks: what is written is what the link points to
+        except FileNotFoundError:
+            info = None  # a dangling symlink: written through, creating its target
+        if info is not None:
+            if stat.S_ISDIR(info.st_mode):
+                raise StclipError(f"cannot write {path}: it is a folder")
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode):
+                if not os.access(path, os.W_OK):
+                    raise StclipError(f"cannot write {path}: permission denied")
+                return Target(path, "stream")
+            if not stat.S_ISREG(info.st_mode):
+                raise StclipError(f"{flag} {path}: refusing to write to a block device or socket")
+        real = Path(os.path.realpath(path))
+    else:
+        real = Path(os.path.abspath(path))
+    _check_regular(real, path, in_new_folder)
+    return Target(path, "file", real)
+
+
+def _check_regular(real: Path, shown: Path, in_new_folder: bool) -> None:
+    """The folder of a regular output exists (or will: an output folder) and takes new files."""
+    probe = real.parent
+    if not probe.exists() and not in_new_folder:
+        raise StclipError(f"cannot write {shown}: folder {shown.parent} does not exist")
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise StclipError(f"cannot write {shown}: {probe} is not a folder")
+    if real.exists() and not os.access(real, os.W_OK):
+        raise StclipError(f"cannot write {shown}: permission denied")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise StclipError(f"cannot write {shown}: permission denied in {probe}")
+
+
+def _refuse_clashes(inputs: Sequence[Path], plans: list[dict[str, Target]]) -> None:
+    """No output is an input, and no two outputs share a file."""
+    sources = {_identity(p): p for p in inputs}
+    seen: dict[tuple, str] = {}
+    for plan in plans:
+        for kind, target in plan.items():
+            if target.mode == "stdout":
+                key: tuple = ("stdout",)
+            else:
+                key = _identity(target.path)
+                if key in sources:
+                    raise StclipError(f"{KINDS[kind].flag} {target.path} would write over the input "
+                                      f"{sources[key]}; stclip never writes over an input: choose another name or folder")
+            if key in seen and target.mode != "stream":
+                raise StclipError(f"{target.name} is given to two outputs ({seen[key]} and {KINDS[kind].flag})")
+            seen[key] = KINDS[kind].flag
+
+
+def _identity(path: Path | None) -> tuple:
+    """What makes two paths the same file: device and inode when it exists, else the resolved path."""
+    assert path is not None
+    try:
+        info = os.stat(path)
+        return ("inode", info.st_dev, info.st_ino)
+    except OSError:
+        return ("path", os.path.realpath(path))
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: the only portable way)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class Destination:
+    """One output being written: ``open`` gives a file object (a temporary file for regular files), ``commit``
+    puts it in place, ``discard`` leaves no trace. OS errors become one-line ``StclipError``s naming the output."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.temp: Path | None = None
+        self._file: IO | None = None
+
+    @property
+    def name(self) -> str:
+        """What messages call it."""
+        return self.target.name
+
+    def temp_path(self, suffix: str = "") -> Path:
+        """A new hidden temporary file beside the target (for writers that want a path, e.g. PyAV)."""
+        assert self.target.mode == "file" and self.target.real is not None
+        real = self.target.real
+        with self.guard():
+            real.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=real.parent, prefix=f".{real.stem}.", suffix=f".part{suffix or real.suffix}")
+            os.close(fd)
+        self.temp = Path(name)
+        return self.temp
+
+    def open(self, text: bool = True) -> IO:
+        """The file object to write: a temporary file, the device/FIFO itself, or standard output."""
+        with self.guard():
+            if self.target.mode == "stdout":
+                self._file = sys.stdout if text else sys.stdout.buffer
+                return self._file
+            if self.target.mode == "stream":
+                path = self.target.path
+                self._file = open(path, "w", encoding="utf-8", newline="") if text else open(path, "wb")
+                return self._file
+            temp = self.temp_path()
+            self._file = open(temp, "w", encoding="utf-8", newline="") if text else open(temp, "wb")
+            return self._file
+
+    def commit(self) -> None:
+        """Close, then move the temporary file over the target with the permissions a new or replaced file gets."""
+        with self.guard():
+            self._close()
+            if self.temp is not None:
+                real = self.target.real
+                assert real is not None
+                try:
+                    mode = stat.S_IMODE(os.stat(real).st_mode)  # a replaced file keeps its permissions
+                except FileNotFoundError:
+                    mode = 0o666 & ~current_umask()
+                os.chmod(self.temp, mode)
+                os.replace(self.temp, real)
+                self.temp = None
+
+    def discard(self) -> None:
+        """Close and delete the temporary file (nothing appears under the target's name); safe to call twice."""
+        try:
+            self._close()
+        except OSError:
+            pass  # the write already failed; what matters now is that the temporary file goes
+        if self.temp is not None:
+            self.temp.unlink(missing_ok=True)
+            self.temp = None
+
+    def _close(self) -> None:
+        if self._file is not None:
+            file, self._file = self._file, None
+            if file in (sys.stdout, sys.stdout.buffer):
+                file.flush()
+            else:
+                file.close()
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turn an OS error (disk full, broken pipe, permission) into one line naming this output."""
+        try:
+            yield
+        except OSError as err:
+            reason = (err.strerror or str(err) or errno.errorcode.get(err.errno or 0, "I/O error")).lower()
+            raise StclipError(f"cannot write {self.name}: {reason}") from None
+
 
 def check_writable(path: str | Path) -> Path:
-    """Fail now, before any decoding, with "cannot write <path>: <reason>" if ``path`` cannot be written."""
+    """Fail now, before any decoding, with "cannot write <path>: <reason>" if ``path`` cannot be written as a
+    regular file (for outputs outside ``plan_outputs``, e.g. an evaluation result)."""
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise StclipError(f"cannot write {path}: it is a folder")
-    if not parent.exists():
-        raise StclipError(f"cannot write {path}: folder {parent} does not exist")
-    if not parent.is_dir():
-        raise StclipError(f"cannot write {path}: {parent} is not a folder")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise StclipError(f"cannot write {path}: permission denied")
-    try:
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".check"):
-            pass
-    except OSError as err:
-        raise StclipError(f"cannot write {path}: {(err.strerror or str(err)).lower()}") from None
+    if classify(path, "output").mode != "file":
+        raise StclipError(f"cannot write {path}: not a regular file")
     return path
+
+
+__all__ = ["Destination", "KINDS", "STDOUT", "Target", "VIDEO_SUFFIXES", "check_writable", "classify", "plan_outputs"]

@@ -1,5 +1,12 @@
-"""The one exception type users see: a one-line reason, printed by the CLI without a traceback."""
+"""The exception types users see: a one-line reason printed without a traceback, and termination by a signal."""
 
 
 class StclipError(Exception):
     """A user-facing error; ``str(err)`` is the single line the CLI prints before exiting non-zero."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (schedulers, ``timeout``), raised like Ctrl-C's KeyboardInterrupt so every output is cleaned up.
+
+    A BaseException, as KeyboardInterrupt is, so that ``except Exception`` blocks do not swallow it.
+    """

@@ -1,17 +1,18 @@
-"""Result sinks (JSON, AVA-style CSV, annotated video), each written atomically: temp file, then rename."""
+"""Result sinks (JSON, AVA-style CSV, annotated video), each writing through a ``Destination`` (destinations.py):
+a temporary file renamed into place, a device or FIFO written directly, or standard output."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
-import tempfile
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from abc import ABC, abstractmethod
 from typing import IO, Any, Literal, Self
 
 import av
@@ -19,7 +20,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from stclip_cli.destinations import check_writable
+from stclip_cli.destinations import STDOUT, Destination, Target, classify
 from stclip_cli.errors import StclipError
 from stclip_cli.render import FrameRenderer
 from stclip_cli.video import VideoInfo
@@ -56,28 +57,17 @@ class ModelInfo:
     note: str | None = None
 
 
-class _AtomicSink(ABC):
-    """Temp-file bookkeeping shared by the sinks: a hidden temp beside the target, renamed on ``close``."""
+class _Sink(ABC):
+    """What the sinks share: a ``Destination`` (temporary file then rename, a device or FIFO written directly, or
+    standard output), opened per video, committed on ``close``, discarded on ``abort``."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = check_writable(path)
-        self.temp: Path | None = None
+    def __init__(self, target: Target | str | Path) -> None:
+        self.destination = Destination(target if isinstance(target, Target) else classify(Path(target), "output"))
 
-    def _make_temp(self) -> Path:
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=f".part{self.path.suffix}")
-        os.close(fd)
-        self.temp = Path(name)
-        return self.temp
-
-    def _commit(self) -> None:
-        if self.temp is not None:
-            os.replace(self.temp, self.path)
-            self.temp = None
-
-    def _discard(self) -> None:
-        if self.temp is not None:
-            self.temp.unlink(missing_ok=True)
-            self.temp = None
+    @property
+    def path(self) -> Path | None:
+        """The output's path as given (None for standard output)."""
+        return self.destination.target.path
 
     def __enter__(self) -> Self:
         return self
@@ -90,7 +80,7 @@ class _AtomicSink(ABC):
 
     @abstractmethod
     def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
-        """Start writing the temp file for one video."""
+        """Start writing one video's output."""
 
     @abstractmethod
     def write(self, result: FrameResult) -> None:
@@ -98,11 +88,11 @@ class _AtomicSink(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Finish the file and move it under its final name."""
+        """Finish the output and put it in place."""
 
     @abstractmethod
     def abort(self) -> None:
-        """Drop the temp file; nothing appears under the final name."""
+        """Stop; nothing appears under the final name and no temporary file is left."""
 
 
 def _track_id(detections: sv.Detections, i: int) -> int | None:
@@ -127,29 +117,31 @@ def _scores(detections: sv.Detections, num_actions: int) -> np.ndarray:
     return scores
 
 
-class _TextSink(_AtomicSink):
-    """A sink streaming one text temp file; ``trailer`` is written just before the rename."""
+class _TextSink(_Sink):
+    """A sink streaming text to its destination; ``trailer`` is written just before it is put in place."""
 
     trailer = ""
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path)
+    def __init__(self, target: Target | str | Path) -> None:
+        super().__init__(target)
         self._file: IO[str] | None = None
 
+    def _emit(self, text: str) -> None:
+        assert self._file is not None, f"{type(self).__name__}.open() first"
+        with self.destination.guard():
+            self._file.write(text)
+
     def close(self) -> None:
-        """Finish the file and move it under its final name."""
+        """Finish the file and put it in place."""
         if self._file is not None:
-            self._file.write(self.trailer)
-            self._file.close()
+            self._emit(self.trailer)
             self._file = None
-        self._commit()
+        self.destination.commit()
 
     def abort(self) -> None:
-        """Drop the temp file; nothing appears under the final name."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._discard()
+        """Drop the temporary file; nothing appears under the final name."""
+        self._file = None
+        self.destination.discard()
 
 
 class JsonSink(_TextSink):
@@ -173,18 +165,17 @@ class JsonSink(_TextSink):
             "actions": self.actions,
             "model": asdict(model) if isinstance(model, ModelInfo) else dict(model),
         }
-        self._file = self._make_temp().open("w", encoding="utf-8")
-        self._file.write(json.dumps(header, ensure_ascii=False)[:-1] + ', "frames": [\n')
+        self._file = self.destination.open(text=True)
+        self._emit(json.dumps(header, ensure_ascii=False)[:-1] + ', "frames": [\n')
         self._count = 0
 
     def write(self, result: FrameResult) -> None:
         """Append one scored frame; carried (non-key) frames are not part of the JSON."""
         if not result.keyframe:
             return
-        assert self._file is not None, "JsonSink.open() first"
         persons = persons_json(result.detections, self.actions)
         record = {"index": int(result.index), "time": round(float(result.time), 6), "persons": persons}
-        self._file.write((",\n" if self._count else "") + json.dumps(record, ensure_ascii=False))
+        self._emit((",\n" if self._count else "") + json.dumps(record, ensure_ascii=False))
         self._count += 1
 
 
@@ -199,14 +190,14 @@ class CsvSink(_TextSink):
         """Start the temp file; ``model`` is accepted for a uniform sink interface and not written."""
         self.info = info
         self.actions = list(actions)
-        self._file = self._make_temp().open("w", encoding="utf-8", newline="")
-        self._writer = csv.writer(self._file)
+        self._file = self.destination.open(text=True)
+        self._rows = io.StringIO()
+        self._writer = csv.writer(self._rows)
 
     def write(self, result: FrameResult) -> None:
         """Write one row per person and action for a keyframe."""
         if not result.keyframe:
             return
-        assert self._file is not None, "CsvSink.open() first"
         det = result.detections
         scores = _scores(det, len(self.actions))
         scale = np.array([self.info.width, self.info.height] * 2, dtype=np.float64)
@@ -216,6 +207,9 @@ class CsvSink(_TextSink):
             coords = [f"{v:.3f}" for v in box]
             for name, p in zip(self.actions, scores[i]):
                 self._writer.writerow([video_id, f"{result.time:.3f}", *coords, name, f"{float(p):.5f}"])
+        self._emit(self._rows.getvalue())
+        self._rows.seek(0)
+        self._rows.truncate()
 
 
 def video_codec() -> str:
@@ -252,7 +246,7 @@ def person_label(detections: sv.Detections, i: int, actions: list[str], top_k: i
     return "\n".join(lines)
 
 
-class VideoSink(_AtomicSink):
+class VideoSink(_Sink):
     """An annotated copy of the input (every frame, at the source's own timestamps) with boxes and top-k labels.
 
     The stream is H.264 (or MPEG-4 Part 2 without libx264) in yuv420p, which every common player decodes. 4:2:0
@@ -262,15 +256,15 @@ class VideoSink(_AtomicSink):
 
     needs_images = True
 
-    def __init__(self, path: str | Path, top_k: int = 2) -> None:
-        super().__init__(path)
+    def __init__(self, target: Target | str | Path, top_k: int = 2) -> None:
+        super().__init__(target)
         self.top_k = top_k
         self._container: Any = None
 
     def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | None = None) -> None:
         """Start encoding into the temp file; ``model`` is accepted for a uniform sink interface."""
         self.actions = list(actions)
-        self._container = av.open(str(self._make_temp()), "w")
+        self._container = self._open_container()
         codec = video_codec()
         self._time_base = video_time_base(info, codec)
         self._stream = self._container.add_stream(codec, rate=Fraction(info.fps).limit_denominator(1001))
@@ -290,6 +284,30 @@ class VideoSink(_AtomicSink):
         assert self._container is not None, "VideoSink.open() first"
         if result.image is None:
             raise ValueError("VideoSink needs FrameResult.image")
+        with self._guard():
+            self._encode(result)
+
+    def _open_container(self) -> Any:
+        """A temporary file for a regular target; a device or FIFO gets a fragmented MP4, which needs no seeking."""
+        with self._guard():
+            if self.destination.target.seekable:
+                return av.open(str(self.destination.temp_path()), "w")
+            suffix = (self.path.suffix.lower() if self.path else "") or ".mp4"
+            container_format = {".mkv": "matroska", ".mov": "mov"}.get(suffix, "mp4")
+            options = {} if container_format == "matroska" else {"movflags": "frag_keyframe+empty_moov"}
+            return av.open(self.destination.open(text=False), "w", format=container_format, options=options)
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """FFmpeg's write errors (disk full, broken pipe) as one line naming the output."""
+        with self.destination.guard():
+            try:
+                yield
+            except av.FFmpegError as err:
+                raise StclipError(f"cannot write {self.destination.name}: {err}") from None
+
+    def _encode(self, result: FrameResult) -> None:
+        assert result.image is not None
         det = result.detections
         labels = [person_label(det, i, self.actions, self.top_k) for i in range(len(det))]
         image = self._renderer.draw(result.image, det, labels)
@@ -305,23 +323,24 @@ class VideoSink(_AtomicSink):
             self._container.mux(packet)
 
     def close(self) -> None:
-        """Flush the encoder, close the file and move it under its final name."""
+        """Flush the encoder, close the file and put it in place."""
         if self._container is not None:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-            self._container.close()
-            self._container = None
-        self._commit()
+            with self._guard():
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+                container, self._container = self._container, None
+                container.close()
+        self.destination.commit()
 
     def abort(self) -> None:
-        """Stop encoding and drop the temp file."""
+        """Stop encoding and drop the temporary file."""
         if self._container is not None:
+            container, self._container = self._container, None
             try:
-                self._container.close()
-            except av.FFmpegError:
-                pass
-            self._container = None
-        self._discard()
+                container.close()
+            except (av.FFmpegError, OSError):
+                pass  # already failing; the temporary file goes next
+        self.destination.discard()
 
 
 def persons_json(detections: sv.Detections, actions: list[str]) -> list[dict[str, Any]]:
@@ -339,14 +358,15 @@ def persons_json(detections: sv.Detections, actions: list[str]) -> list[dict[str
 
 
 def atomic_text(path: str | Path, text: str) -> Path:
-    """Write a small text file (e.g. an evaluation JSON) atomically: temp file beside it, then rename."""
-    path = check_writable(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    """Write a small text file (e.g. an evaluation JSON) safely: temporary file beside it, then rename (or straight
+    to a device, FIFO or ``-``, standard output)."""
+    target = Target(None, "stdout") if str(path) == STDOUT else classify(Path(path), "output")
+    destination = Destination(target)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(name, path)
+        with destination.guard():
+            destination.open(text=True).write(text)
+        destination.commit()
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        destination.discard()
         raise
-    return path
+    return Path(path)

@@ -15,7 +15,8 @@ import supervision as sv
 from conftest import write_vfr_video
 from stclip_cli import outputs
 from stclip_cli.errors import StclipError
-from stclip_cli.outputs import CsvSink, FrameResult, JsonSink, ModelInfo, VideoSink, check_writable, person_label
+from stclip_cli.destinations import check_writable
+from stclip_cli.outputs import CsvSink, FrameResult, JsonSink, ModelInfo, VideoSink, person_label
 from stclip_cli.render import FrameRenderer
 from stclip_cli.video import VideoInfo, open_video
 
