@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import supervision as sv
 
-from stclip_cli.errors import StclipError
+from stclip_cli.errors import StclipError, first_line
 
 
 class PersonDetector(Protocol):
@@ -118,29 +118,51 @@ def _load_yolo(model: str) -> Any:
 
 
 def _yolo(model: str) -> Any:
+    """A YOLO from a ``.yaml`` architecture (built, random weights) or a ``.pt`` checkpoint read without running code."""
     from ultralytics import YOLO
 
+    from .yolo_checkpoint import check_architecture, load_yolo_checkpoint
+
     path = Path(model)
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        if path.is_file():
+            check_architecture(path, model)
+        try:
+            return YOLO(model)
+        except Exception as err:
+            raise StclipError(f"cannot build person detector '{model}': {first_line(err)}") from None
+    if suffix != ".pt":
+        raise StclipError(
+            f"person detector '{model}': expected an ultralytics .pt checkpoint or a .yaml architecture"
+        )
+    if not path.exists():
+        path = _download(model)
+    try:
+        return load_yolo_checkpoint(path, model)
+    except StclipError:
+        raise
+    except Exception as err:
+        raise StclipError(f"cannot load person detector '{model}': {first_line(err)}") from err
+
+
+def _download(model: str) -> Path:
+    """An ultralytics release name (``yolo11n.pt``) fetched by ultralytics' own downloader into its usual place."""
     missing = (
         f"person detector weights '{model}' not found and could not be downloaded; "
         "pass --detector PATH to a local ultralytics .pt file"
     )
-    if path.suffix in (".yaml", ".yml") and not path.exists():
-        try:
-            return YOLO(model)
-        except Exception as err:
-            raise StclipError(f"cannot build person detector '{model}': {err}") from None
-    if not path.exists() and (path.parent != Path(".") or path.suffix != ".pt"):
+    if Path(model).parent != Path("."):
         raise StclipError(missing)
+    from ultralytics.utils import downloads
+
     try:
-        return YOLO(model)
-    except (ConnectionError, FileNotFoundError, TimeoutError) as err:
+        found = Path(downloads.attempt_download_asset(model))
+    except Exception as err:  # offline, rate-limited, unknown name: ultralytics raises several kinds
         raise StclipError(missing) from err
-    except Exception as err:
-        if not path.exists():
-            raise StclipError(missing) from err
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StclipError(f"cannot load person detector '{model}': {reason}") from err
+    if not found.is_file():
+        raise StclipError(missing)
+    return found
 
 
 class BoxesFile:

@@ -269,3 +269,43 @@ def test_video_with_no_decodable_frames(tmp_path, make_video, checkpoint):
     out = tmp_path / "out.json"
     line = one_line_error(detect(path, *base_args(checkpoint, boxes_file(tmp_path, 10)), "--json", out))
     assert "no decodable video frames" in line and not out.exists()
+
+
+class RunsCode:
+    """Unpickling this runs ``exec``, which creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+class TripsRestrictedLoad:
+    """Unpickles fine unrestricted, but makes torch's restricted unpickler raise TypeError (open_clip then retries)."""
+
+    def __reduce__(self):
+        import collections
+
+        return (collections.OrderedDict, (), (None, {"x": 1}))
+
+
+def test_weight_files_never_run_code(tmp_path, make_video, checkpoint, monkeypatch):
+    video = make_video(tmp_path, n_frames=4)
+    marker = tmp_path / "marker"
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"trip": TripsRestrictedLoad(), "payload": RunsCode(marker)}, crafted)
+    line = one_line_error(detect(video, "--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", checkpoint,
+                                 "--detector", crafted, "--json", tmp_path / "a.json"))
+    assert line.startswith(f"error: {crafted}: refusing to load: it needs builtins.exec, which is not an ultralytics model class")
+    line = one_line_error(detect(video, *base_args(crafted, boxes_file(tmp_path, 4))))
+    assert line.startswith(f"error: {crafted} is not a safetensors checkpoint")
+    # open_clip retries a restricted load that raised TypeError without weights_only; this variable made it unrestricted
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    line = one_line_error(detect(video, "--actions", ACTIONS, "--model", "baseline", "--backbone", "stclip-tiny-test",
+                                 "--clip-weights", crafted, "--boxes", boxes_file(tmp_path, 4)))
+    assert line.startswith(f"error: could not load CLIP weights for stclip-tiny-test from {crafted}: ")
+    assert not marker.exists()
+    assert os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1" and "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ
+    torch.load(crafted, weights_only=False)  # the file is armed: an unrestricted load runs it
+    assert marker.exists()

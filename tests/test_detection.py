@@ -48,12 +48,12 @@ def test_missing_weights_one_line_message(tmp_path, monkeypatch):
 
 def test_unknown_weights_name_download_failure_is_caught(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    import ultralytics
+    from ultralytics.utils import downloads
 
     def offline(*args, **kwargs):
         raise ConnectionError("Download failure. Environment may be offline.")
 
-    monkeypatch.setattr(ultralytics, "YOLO", offline)
+    monkeypatch.setattr(downloads, "attempt_download_asset", offline)
     with pytest.raises(StclipError) as err:
         YoloPersonDetector("yolo11n.pt")
     assert str(err.value) == (
