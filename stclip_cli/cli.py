@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import StclipError
@@ -34,7 +35,7 @@ def friendly(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except StclipError as err:
-            console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/yellow]")
@@ -107,6 +108,7 @@ def detect(
     clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file (offline use)"),
     detector: str = typer.Option("yolo11n.pt", help="ultralytics person detector: name, .pt path or .yaml"),
     boxes: Optional[Path] = typer.Option(None, help="precomputed person boxes (detect JSON or COCO-results JSON)"),
+    boxes_format: Optional[str] = typer.Option(None, help="format of --boxes: stclip (the detect JSON), coco (a list, bbox is x, y, width, height) or xyxy (a list, bbox is x1, y1, x2, y2); default: stclip for an object with frames, coco for a list"),
     person_conf: float = typer.Option(0.25, help="detector confidence threshold"),
     fp_margin: Optional[float] = typer.Option(None, help="keep the best box S and boxes scoring above S - margin"),
     window: Optional[int] = typer.Option(None, help="frames per window T [default: the model's, 9]"),
@@ -151,7 +153,7 @@ def detect(
     from .scoring import Scorer
 
     scorer = Scorer(net, names, multi_label=card.multi_label, half=half, frame_fit=frame_fit)
-    person_detector = _person_detector(boxes, detector, person_conf, device, half)
+    person_detector = _person_detector(boxes, detector, person_conf, device, half, boxes_format)
     predictor = Predictor(person_detector, scorer, DetectOptions(stride, batch_size, fp_margin, single_action, track, smooth, fps))
     from .outputs import ModelInfo
 
@@ -223,12 +225,14 @@ def _detect_model(model: str, checkpoint: Optional[Path], backbone: Optional[str
     return card, net
 
 
-def _person_detector(boxes: Optional[Path], detector: str, conf: float, device: str, half: bool):
-    """--boxes FILE, else the ultralytics detector."""
+def _person_detector(boxes: Optional[Path], detector: str, conf: float, device: str, half: bool, boxes_format: Optional[str] = None):
+    """--boxes FILE (in --boxes-format), else the ultralytics detector."""
     from .detection import BoxesFile, YoloPersonDetector
 
     if boxes is not None:
-        return BoxesFile(boxes)
+        return BoxesFile(boxes, boxes_format)
+    if boxes_format is not None:
+        raise StclipError("--boxes-format describes a --boxes file; pass --boxes FILE too")
     return YoloPersonDetector(detector, conf, device, half=half)
 
 
@@ -249,7 +253,10 @@ def _run_one(predictor, video: Path, sinks: list, info, quiet: bool):
             speed = progress.tasks[0].speed
             progress.update(task, fps=f"{speed:.1f}" if speed else "-")
 
-        return predictor.run(video, sinks, info, advanced, started)
+        summary = predictor.run(video, sinks, info, advanced, started)
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    return summary
 
 
 def _print_summary(summaries, actions: list[str]) -> None:
