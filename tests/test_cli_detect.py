@@ -301,6 +301,17 @@ def test_boxes_format_errors(tmp_path, make_video, checkpoint):
     assert line == f"error: {inverted}: entry 0 bbox [40, 8, 10, 50] has x2 < x1 or y2 < y1; boxes here are [x1, y1, x2, y2]"
 
 
+def test_action_name_longer_than_the_text_context_is_refused_before_decoding(tmp_path, checkpoint):
+    not_a_video = written(tmp_path / "clip.mp4", b"not a video" * 10)  # decoding it first would fail differently
+    out = tmp_path / "out.json"
+    long_name = "a person who is slowly and carefully brushing their teeth in front of the mirror"
+    args = base_args(checkpoint, boxes_file(tmp_path, 4))
+    args[1] = f"{long_name},{long_name} at night"
+    line = one_line_error(detect(not_a_video, *args, "--json", out))
+    assert line == f"error: action name '{long_name}' is 17 tokens; the text encoder reads at most 16 (shorten it)"
+    assert not out.exists()
+
+
 class RunsCode:
     """Unpickling this runs ``exec``, which creates ``marker``."""
 
