@@ -150,6 +150,7 @@ def detect(
     clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file (offline use)"),
     detector: str = typer.Option("yolo11n.pt", help="ultralytics person detector: name, .pt path or .yaml"),
     boxes: Optional[Path] = typer.Option(None, help="precomputed person boxes (detect JSON or COCO-results JSON)"),
+    boxes_format: Optional[str] = typer.Option(None, help="format of --boxes: stclip (the detect JSON), coco (a list, bbox is x, y, width, height) or xyxy (a list, bbox is x1, y1, x2, y2); default: stclip for an object with frames, coco for a list"),
     person_conf: float = typer.Option(0.25, help="detector confidence threshold"),
     fp_margin: Optional[float] = typer.Option(None, help="keep the best box S and boxes scoring above S - margin"),
     window: Optional[int] = typer.Option(None, help="frames per window T", show_default="the model's, 9"),
@@ -186,7 +187,7 @@ def detect(
     failures = 0
     for missing in [v for v in videos if not v.exists()]:
         failures += 1
-        console.print(f"[red]error:[/red] video not found: {missing}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] video not found: {escape(str(missing))}", highlight=False, soft_wrap=True)
     videos = [v for v in videos if v.exists()]
     if not videos:
         raise typer.Exit(1)
@@ -212,7 +213,7 @@ def detect(
     if note:  # said once the stand-in model is ready, so an error that stops the run stays its only line
         console.print(f"[yellow]note:[/yellow] {note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
     scorer = Scorer(net, names, multi_label=card.multi_label, half=half, frame_fit=frame_fit)
-    person_detector = _person_detector(boxes, detector, person_conf, device, half)
+    person_detector = _person_detector(boxes, detector, person_conf, device, half, boxes_format)
     predictor = Predictor(person_detector, scorer, DetectOptions(stride, batch_size, fp_margin, single_action, track, smooth, fps))
     info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
                      "sigmoid" if card.multi_label else "softmax", note)
@@ -223,7 +224,7 @@ def detect(
             summaries.append((_run_one(predictor, video, sinks, info, quiet), plan))
         except StclipError as err:
             failures += 1
-            console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
     if not quiet and summaries:
         _print_summary(summaries, names)
     if failures:
@@ -272,12 +273,14 @@ def _detect_card(model: str, checkpoint: Optional[str], backbone: Optional[str],
     return card, None
 
 
-def _person_detector(boxes: Optional[Path], detector: str, conf: float, device: str, half: bool):
-    """--boxes FILE, else the ultralytics detector."""
+def _person_detector(boxes: Optional[Path], detector: str, conf: float, device: str, half: bool, boxes_format: Optional[str] = None):
+    """--boxes FILE (in --boxes-format), else the ultralytics detector."""
     from .detection import BoxesFile, YoloPersonDetector
 
     if boxes is not None:
-        return BoxesFile(boxes)
+        return BoxesFile(boxes, boxes_format)
+    if boxes_format is not None:
+        raise StclipError("--boxes-format describes a --boxes file; pass --boxes FILE too")
     return YoloPersonDetector(detector, conf, device, half=half)
 
 
@@ -298,7 +301,10 @@ def _run_one(predictor, video: Path, sinks: list, info, quiet: bool):
             speed = progress.tasks[0].speed
             progress.update(task, fps=f"{speed:.1f}" if speed else "-")
 
-        return predictor.run(video, sinks, info, advanced, started)
+        summary = predictor.run(video, sinks, info, advanced, started)
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    return summary
 
 
 def _print_summary(summaries, actions: list[str]) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import supervision as sv
 
-from stclip_cli.errors import StclipError
+from stclip_cli.errors import StclipError, first_line
 
 
 class PersonDetector(Protocol):
@@ -118,61 +118,100 @@ def _load_yolo(model: str) -> Any:
 
 
 def _yolo(model: str) -> Any:
+    """A YOLO from a ``.yaml`` architecture (built, random weights) or a ``.pt`` checkpoint read without running code."""
     from ultralytics import YOLO
 
+    from .yolo_checkpoint import check_architecture, load_yolo_checkpoint
+
     path = Path(model)
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        if path.is_file():
+            check_architecture(path, model)
+        try:
+            return YOLO(model)
+        except Exception as err:
+            raise StclipError(f"cannot build person detector '{model}': {first_line(err)}") from None
+    if suffix != ".pt":
+        raise StclipError(
+            f"person detector '{model}': expected an ultralytics .pt checkpoint or a .yaml architecture"
+        )
+    if not path.exists():
+        path = _download(model)
+    try:
+        return load_yolo_checkpoint(path, model)
+    except StclipError:
+        raise
+    except Exception as err:
+        raise StclipError(f"cannot load person detector '{model}': {first_line(err)}") from err
+
+
+def _download(model: str) -> Path:
+    """An ultralytics release name (``yolo11n.pt``) fetched by ultralytics' own downloader into its usual place."""
     missing = (
         f"person detector weights '{model}' not found and could not be downloaded; "
         "pass --detector PATH to a local ultralytics .pt file"
     )
-    if path.suffix in (".yaml", ".yml") and not path.exists():
-        try:
-            return YOLO(model)
-        except Exception as err:
-            raise StclipError(f"cannot build person detector '{model}': {err}") from None
-    if not path.exists() and (path.parent != Path(".") or path.suffix != ".pt"):
+    if Path(model).parent != Path("."):
         raise StclipError(missing)
+    from ultralytics.utils import downloads
+
     try:
-        return YOLO(model)
-    except (ConnectionError, FileNotFoundError, TimeoutError) as err:
+        found = Path(downloads.attempt_download_asset(model))
+    except Exception as err:  # offline, rate-limited, unknown name: ultralytics raises several kinds
         raise StclipError(missing) from err
-    except Exception as err:
-        if not path.exists():
-            raise StclipError(missing) from err
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StclipError(f"cannot load person detector '{model}': {reason}") from err
+    if not found.is_file():
+        raise StclipError(missing)
+    return found
+
+
+BOXES_FORMATS = {
+    "stclip": "the JSON 'stclip detect' writes: an object with \"frames\", boxes [x1, y1, x2, y2]",
+    "coco": "a COCO-results list of {image_id, bbox, score}; bbox is [x, y, width, height] as COCO defines it",
+    "xyxy": "a COCO-results-style list whose bbox is [x1, y1, x2, y2] (e.g. the J-HMDB reference detections)",
+}
+
+Row = tuple[list[float], float | None, int | None]  # one box: xyxy pixels, detector score, track id
 
 
 class BoxesFile:
     """Precomputed person boxes read from a file, served by frame index.
 
-    Two formats: (a) the JSON that ``stclip detect`` writes (frames[].index, persons[].box, detector_score,
-    optional track_id); (b) a COCO-results list of {image_id, bbox, score, category_id?} where image_id is the
-    0-based frame index and bbox is [x1, y1, x2, y2] in pixels (xyxy, as in the J-HMDB reference detections,
-    not COCO's xywh); category_id is ignored, every entry is taken as a person. Missing scores read as None.
+    ``format`` is one of ``BOXES_FORMATS``; by default the file's structure decides, and only between formats that
+    structure tells apart: an object with "frames" is ``stclip``, a list is COCO results (``coco``, xywh as COCO
+    defines it). A list with [x1, y1, x2, y2] boxes must say ``xyxy``. In list formats image_id is the 0-based frame
+    index, category_id is ignored (every entry is a person) and scores may be numbers or numeric strings.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, format: str | None = None) -> None:
         self.path = Path(path)
+        if format is not None and format not in BOXES_FORMATS:
+            raise StclipError(f"unknown boxes format '{format}': use {', '.join(BOXES_FORMATS)}")
         if not self.path.is_file():
             raise StclipError(f"boxes file not found: {self.path}")
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise StclipError(f"{self.path}: not a readable JSON boxes file ({err})") from None
-        if isinstance(data, dict) and isinstance(data.get("frames"), list):
-            rows = self._from_detect_json(data["frames"])
-        elif isinstance(data, list):
-            rows = self._from_coco_results(data)
-        else:
-            raise StclipError(
-                f"{self.path}: expected the JSON written by 'stclip detect' (an object with \"frames\") "
-                "or a COCO-results list"
-            )
+        is_detect_json = isinstance(data, dict) and isinstance(data.get("frames"), list)
+        if format is None:
+            if not (is_detect_json or isinstance(data, list)):
+                raise StclipError(
+                    f"{self.path}: expected the JSON written by 'stclip detect' (an object with \"frames\") "
+                    "or a COCO-results list"
+                )
+            format = "stclip" if is_detect_json else "coco"
+        elif format == "stclip" and not is_detect_json:
+            raise StclipError(f"{self.path}: not {BOXES_FORMATS['stclip']}")
+        elif format != "stclip" and not isinstance(data, list):
+            raise StclipError(f"{self.path}: not {BOXES_FORMATS[format]}")
+        self.format = format
+        self._placed: list[tuple[int, str]] = []  # (frame index, where in the file) of every box, in file order
+        rows = self._from_detect_json(data["frames"]) if format == "stclip" else self._from_list(data, format)
         self._frames: dict[int, sv.Detections] = {index: _to_detections(boxes) for index, boxes in rows.items()}
 
-    def _from_detect_json(self, frames: list[Any]) -> dict[int, list[tuple[list[float], Any, Any]]]:
-        rows: dict[int, list[tuple[list[float], Any, Any]]] = {}
+    def _from_detect_json(self, frames: list[Any]) -> dict[int, list[Row]]:
+        rows: dict[int, list[Row]] = {}
         for n, frame in enumerate(frames):
             where = f"frames[{n}]"
             if not isinstance(frame, dict) or not isinstance(frame.get("persons", []), list):
@@ -182,22 +221,25 @@ class BoxesFile:
             for m, person in enumerate(frame.get("persons", [])):
                 if not isinstance(person, dict):
                     raise StclipError(f"{self.path}: {where}.persons[{m}] is not an object")
-                box = self._box(person.get("box"), f"{where}.persons[{m}].box")
+                box = self._xyxy(person.get("box"), f"{where}.persons[{m}].box")
                 score = self._score(person.get("detector_score"), f"{where}.persons[{m}].detector_score")
                 track = person.get("track_id")
                 bucket.append((box, score, track if isinstance(track, int) and track >= 0 else None))
+                self._placed.append((index, f"{where}.persons[{m}]"))
         return rows
 
-    def _from_coco_results(self, entries: list[Any]) -> dict[int, list[tuple[list[float], Any, Any]]]:
-        rows: dict[int, list[tuple[list[float], Any, Any]]] = {}
+    def _from_list(self, entries: list[Any], format: str) -> dict[int, list[Row]]:
+        rows: dict[int, list[Row]] = {}
         for n, entry in enumerate(entries):
             where = f"entry {n}"
             if not isinstance(entry, dict):
                 raise StclipError(f"{self.path}: {where} is not an object with image_id, bbox, score")
             index = self._index(entry.get("image_id"), f"{where} image_id")
-            box = self._box(entry.get("bbox"), f"{where} bbox")
+            read = self._xywh if format == "coco" else self._xyxy
+            box = read(entry.get("bbox"), f"{where} bbox")
             score = self._score(entry.get("score"), f"{where} score")
             rows.setdefault(index, []).append((box, score, None))
+            self._placed.append((index, where))
         return rows
 
     def _index(self, value: Any, where: str) -> int:
@@ -207,14 +249,31 @@ class BoxesFile:
             raise StclipError(f"{self.path}: {where} must be a 0-based frame index, got {value!r}")
         return value
 
-    def _box(self, value: Any, where: str) -> list[float]:
+    def _numbers(self, value: Any, where: str, layout: str) -> list[float]:
         try:
             box = [float(v) for v in value]
         except (TypeError, ValueError):
             box = []
         if len(box) != 4 or not all(math.isfinite(v) for v in box):
-            raise StclipError(f"{self.path}: {where} must be 4 numbers [x1, y1, x2, y2], got {value!r}")
+            raise StclipError(f"{self.path}: {where} must be 4 finite numbers {layout}, got {value!r}")
         return box
+
+    def _xyxy(self, value: Any, where: str) -> list[float]:
+        """[x1, y1, x2, y2]; a zero-area box (clipped at a frame edge) is kept and later dropped, an inverted one is an error."""
+        x1, y1, x2, y2 = box = self._numbers(value, where, "[x1, y1, x2, y2]")
+        if x2 < x1 or y2 < y1:
+            raise StclipError(f"{self.path}: {where} {value!r} has x2 < x1 or y2 < y1; boxes here are [x1, y1, x2, y2]")
+        return box
+
+    def _xywh(self, value: Any, where: str) -> list[float]:
+        """COCO's [x, y, width, height] -> [x1, y1, x2, y2]; width and height must be positive."""
+        x, y, w, h = self._numbers(value, where, "[x, y, width, height]")
+        if w <= 0 or h <= 0:
+            raise StclipError(
+                f"{self.path}: {where} {value!r} has a width or height <= 0 (COCO's bbox is [x, y, width, height]; "
+                "for [x1, y1, x2, y2] boxes use the xyxy format)"
+            )
+        return [x, y, x + w, y + h]
 
     def _score(self, value: Any, where: str) -> float | None:
         if value is None:
@@ -226,6 +285,17 @@ class BoxesFile:
         if not math.isfinite(score) or isinstance(value, bool):
             raise StclipError(f"{self.path}: {where} must be a number, got {value!r}")
         return score
+
+    def check_frames(self, num_frames: int) -> str | None:
+        """A one-line warning when boxes name frames the video does not have (``num_frames`` <= 0: unknown, no check)."""
+        if num_frames <= 0:
+            return None
+        beyond = [(index, where) for index, where in self._placed if index >= num_frames]
+        if not beyond:
+            return None
+        index, where = beyond[0]
+        what = "1 box names a frame" if len(beyond) == 1 else f"{len(beyond)} boxes name frames"
+        return f"{self.path}: {what} beyond the video's {num_frames} frames (first: {where}, frame {index})"
 
     @property
     def frame_indices(self) -> list[int]:
@@ -246,7 +316,7 @@ class BoxesFile:
         return [self.boxes_for(i, (image.shape[1], image.shape[0])) for i, image in zip(indices, images)]
 
 
-def _to_detections(boxes: list[tuple[list[float], float | None, int | None]]) -> sv.Detections:
+def _to_detections(boxes: list[Row]) -> sv.Detections:
     if not boxes:
         return _empty()
     xyxy = np.array([b for b, _, _ in boxes], dtype=np.float32).reshape(-1, 4)

@@ -10,3 +10,9 @@ class Terminated(BaseException):
 
     A BaseException, as KeyboardInterrupt is, so that ``except Exception`` blocks do not swallow it.
     """
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of a library's exception message (its type name when empty), to quote in a StclipError."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -47,6 +47,7 @@ class VideoSummary:
     persons: int = 0
     tracks: set[int] = field(default_factory=set)
     score_sum: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def top_actions(self, actions: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
         """The k actions with the highest mean score over every scored person."""
@@ -73,6 +74,9 @@ class Predictor:
             with source:
                 if on_start is not None:
                     on_start(source.info)
+                check_frames = getattr(self.detector, "check_frames", None)  # a boxes file: frames the video lacks
+                if check_frames is not None and (warning := check_frames(source.info.num_frames)):
+                    summary.warnings.append(warning)
                 for sink in sinks:
                     sink.open(source.info, self.scorer.actions, model)
                 if self.options.single_action:

@@ -31,8 +31,9 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def boxes_file(tmp_path: Path, n_frames: int, per_frame=((10, 8, 40, 50), (50, 10, 90, 60)), name="boxes.json") -> Path:
-    """COCO-results boxes (image_id = 0-based frame index) for every frame."""
-    rows = [{"image_id": f, "bbox": list(b), "score": 0.9 - 0.1 * k} for f in range(n_frames) for k, b in enumerate(per_frame)]
+    """COCO-results boxes (image_id = 0-based frame index, bbox [x, y, w, h]) for every frame; ``per_frame`` is xyxy."""
+    rows = [{"image_id": f, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 0.9 - 0.1 * k}
+            for f in range(n_frames) for k, (x1, y1, x2, y2) in enumerate(per_frame)]
     path = tmp_path / name
     path.write_text(json.dumps(rows))
     return path
@@ -284,3 +285,83 @@ def test_video_with_no_decodable_frames(tmp_path, make_video, checkpoint):
     out = tmp_path / "out.json"
     line = one_line_error(detect(path, *base_args(checkpoint, boxes_file(tmp_path, 10)), "--json", out))
     assert "no decodable video frames" in line and not out.exists()
+
+
+def test_boxes_formats_and_frames_beyond_the_video(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=6)
+    corners = tmp_path / "xyxy.json"
+    corners.write_text(json.dumps([{"image_id": f, "bbox": [10, 8, 40, 50], "score": "0.8"} for f in (0, 2, 9, 12)]))
+    out = tmp_path / "out.json"
+    result = detect(video, *base_args(checkpoint, corners), "--boxes-format", "xyxy", "--json", out)
+    assert result.exit_code == 0, result.output
+    frames = json.loads(out.read_text())["frames"]
+    assert [p["box"] for p in frames[2]["persons"]] == [[10, 8, 40, 50]] and frames[1]["persons"] == []
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert lines == [f"warning: {corners}: 2 boxes name frames beyond the video's 6 frames (first: entry 2, frame 9)"]
+    result = detect(video, *base_args(checkpoint, corners), "--json", out)  # a list is COCO: bbox [x, y, w, h]
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["frames"][2]["persons"][0]["box"] == [10, 8, 50, 58]
+
+
+def test_boxes_format_errors(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=4)
+    line = one_line_error(detect(video, *base_args(checkpoint, boxes_file(tmp_path, 4)), "--boxes-format", "xywh"))
+    assert line == "error: unknown boxes format 'xywh': use stclip, coco, xyxy"
+    args = ["--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", checkpoint, "--boxes-format", "coco"]
+    line = one_line_error(detect(video, *args))
+    assert line == "error: --boxes-format describes a --boxes file; pass --boxes FILE too"
+    inverted = tmp_path / "inverted.json"
+    inverted.write_text(json.dumps([{"image_id": 0, "bbox": [40, 8, 10, 50], "score": 1}]))
+    line = one_line_error(detect(video, *base_args(checkpoint, inverted), "--boxes-format", "xyxy"))
+    assert line == f"error: {inverted}: entry 0 bbox [40, 8, 10, 50] has x2 < x1 or y2 < y1; boxes here are [x1, y1, x2, y2]"
+
+
+def test_action_name_longer_than_the_text_context_is_refused_before_decoding(tmp_path, checkpoint):
+    not_a_video = written(tmp_path / "clip.mp4", b"not a video" * 10)  # decoding it first would fail differently
+    out = tmp_path / "out.json"
+    long_name = "a person who is slowly and carefully brushing their teeth in front of the mirror"
+    args = base_args(checkpoint, boxes_file(tmp_path, 4))
+    args[1] = f"{long_name},{long_name} at night"
+    line = one_line_error(detect(not_a_video, *args, "--json", out))
+    assert line == f"error: action name '{long_name}' is 17 tokens; the text encoder reads at most 16 (shorten it)"
+    assert not out.exists()
+
+
+class RunsCode:
+    """Unpickling this runs ``exec``, which creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+class TripsRestrictedLoad:
+    """Unpickles fine unrestricted, but makes torch's restricted unpickler raise TypeError (open_clip then retries)."""
+
+    def __reduce__(self):
+        import collections
+
+        return (collections.OrderedDict, (), (None, {"x": 1}))
+
+
+def test_weight_files_never_run_code(tmp_path, make_video, checkpoint, monkeypatch):
+    video = make_video(tmp_path, n_frames=4)
+    marker = tmp_path / "marker"
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"trip": TripsRestrictedLoad(), "payload": RunsCode(marker)}, crafted)
+    line = one_line_error(detect(video, "--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", checkpoint,
+                                 "--detector", crafted, "--json", tmp_path / "a.json"))
+    assert line.startswith(f"error: {crafted}: refusing to load: it needs builtins.exec, which is not an ultralytics model class")
+    line = one_line_error(detect(video, *base_args(crafted, boxes_file(tmp_path, 4))))
+    assert line.startswith(f"error: {crafted} is not a safetensors checkpoint")
+    # open_clip retries a restricted load that raised TypeError without weights_only; this variable made it unrestricted
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    line = one_line_error(detect(video, "--actions", ACTIONS, "--model", "baseline", "--backbone", "stclip-tiny-test",
+                                 "--clip-weights", crafted, "--boxes", boxes_file(tmp_path, 4)))
+    assert line.startswith(f"error: could not load CLIP weights for stclip-tiny-test from {crafted}: ")
+    assert not marker.exists()
+    assert os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1" and "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ
+    torch.load(crafted, weights_only=False)  # the file is armed: an unrestricted load runs it
+    assert marker.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,12 +49,12 @@ def test_missing_weights_one_line_message(tmp_path, monkeypatch):
 
 def test_unknown_weights_name_download_failure_is_caught(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    import ultralytics
+    from ultralytics.utils import downloads
 
     def offline(*args, **kwargs):
         raise ConnectionError("Download failure. Environment may be offline.")
 
-    monkeypatch.setattr(ultralytics, "YOLO", offline)
+    monkeypatch.setattr(downloads, "attempt_download_asset", offline)
     with pytest.raises(StclipError) as err:
         YoloPersonDetector("yolo11n.pt")
     assert str(err.value) == (
@@ -104,22 +105,94 @@ def test_boxes_file_detect_json(tmp_path):
     assert det.confidence is None and det.tracker_id.tolist() == [7]
 
 
-def test_boxes_file_coco_results(tmp_path):
+def test_boxes_file_coco_results_are_xywh_as_coco_defines(tmp_path):
     path = write_json(tmp_path / "dets.json", [
         {"image_id": 0, "bbox": [1, 2, 30, 40], "score": "0.75", "category_id": 1},
         {"image_id": "0", "bbox": [5, 5, 6, 6], "score": 0.5},
         {"image_id": 3, "bbox": [10, 10, 20, 20], "score": 1},
     ])
     boxes = BoxesFile(path)
-    assert boxes.frame_indices == [0, 3]
+    assert boxes.format == "coco" and BoxesFile(path, "coco").frame_indices == boxes.frame_indices == [0, 3]
     det = boxes.boxes_for(0)
-    assert det.xyxy.tolist() == [[1, 2, 30, 40], [5, 5, 6, 6]]
+    assert det.xyxy.tolist() == [[1, 2, 31, 42], [5, 5, 11, 11]]
     assert det.confidence.tolist() == pytest.approx([0.75, 0.5])
     images = [np.zeros((64, 96, 3), np.uint8)] * 2
     batch = boxes.detect(images, indices=[3, 1])
     assert [len(d) for d in batch] == [1, 0]
+    assert batch[0].xyxy.tolist() == [[10, 10, 30, 30]]
     with pytest.raises(ValueError):
         boxes.detect(images)
+
+
+def test_boxes_file_xyxy_lists_are_read_as_corners(tmp_path):
+    path = write_json(tmp_path / "dets.json", [  # as the J-HMDB reference detections: corners, string scores
+        {"image_id": 0, "category_id": 0, "bbox": [120, 58, 247, 220], "score": "0.9998443"},
+        {"image_id": 0, "category_id": 0, "bbox": [320, 134, 320, 196], "score": "0.0666"},  # clipped at the edge
+    ])
+    boxes = BoxesFile(path, "xyxy")
+    assert boxes.format == "xyxy"
+    assert boxes.boxes_for(0).xyxy.tolist() == [[120, 58, 247, 220], [320, 134, 320, 196]]
+    assert boxes.boxes_for(0, (320, 240)).xyxy.tolist() == [[120, 58, 247, 220]]  # the empty box is dropped
+
+
+def test_reference_jhmdb_detections_read_as_xyxy():
+    reference = Path(__file__).resolve().parents[2] / "shared" / "data" / "zs_jhmdb" / "jhmdb_faster_RCNN_person.json"
+    if not reference.is_file():
+        pytest.skip(f"{reference} not available")
+    boxes = BoxesFile(reference, "xyxy")
+    det = boxes.boxes_for(2670028)
+    assert det.xyxy[0].tolist() == [120, 58, 247, 220] and det.confidence[0] == pytest.approx(0.9998443)
+
+
+def test_explicit_stclip_format(tmp_path):
+    detect_json = write_json(tmp_path / "d.json", {"frames": [{"index": 1, "persons": [{"box": [1, 2, 3, 4]}]}]})
+    assert BoxesFile(detect_json, "stclip").boxes_for(1).xyxy.tolist() == [[1, 2, 3, 4]]
+
+
+@pytest.mark.parametrize(
+    ("content", "fmt", "message"),
+    [
+        ('[{"image_id": 0, "bbox": [1, 2, 3, 4]}]', "stclip", "not the JSON 'stclip detect' writes"),
+        ('{"frames": []}', "coco", "not a COCO-results list of {image_id, bbox, score}; bbox is [x, y, width, height]"),
+        ('{"frames": []}', "xyxy", "not a COCO-results-style list whose bbox is [x1, y1, x2, y2]"),
+        ('[{"image_id": 0, "bbox": [1, 2, 0, 4], "score": 1}]', "coco", "entry 0 bbox [1, 2, 0, 4] has a width or height <= 0"),
+        ('[{"image_id": 0, "bbox": [1, 2, 3, 4]}, {"image_id": 1, "bbox": [9, 2, -3, 4]}]', None, "entry 1 bbox [9, 2, -3, 4] has a width or height <= 0"),
+        ('[{"image_id": 0, "bbox": [10, 2, 3, 4], "score": 1}]', "xyxy", "entry 0 bbox [10, 2, 3, 4] has x2 < x1 or y2 < y1"),
+        ('[{"image_id": 0, "bbox": [1, 2, NaN, 4], "score": 1}]', "coco", "entry 0 bbox must be 4 finite numbers [x, y, width, height]"),
+        ('[{"image_id": 0, "bbox": [1, 2, 3, Infinity], "score": 1}]', "xyxy", "entry 0 bbox must be 4 finite numbers [x1, y1, x2, y2]"),
+        ('{"frames": [{"index": 0, "persons": [{"box": [5, 5, 1, 9]}]}]}', None, "frames[0].persons[0].box [5, 5, 1, 9] has x2 < x1"),
+    ],
+)
+def test_boxes_format_mismatch_and_invalid_boxes(tmp_path, content, fmt, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(StclipError) as err:
+        BoxesFile(path, fmt)
+    text = str(err.value)
+    assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+
+
+def test_unknown_boxes_format(tmp_path):
+    with pytest.raises(StclipError) as err:
+        BoxesFile(write_json(tmp_path / "b.json", []), "xywh")
+    assert str(err.value) == "unknown boxes format 'xywh': use stclip, coco, xyxy"
+
+
+def test_boxes_beyond_the_video_are_reported(tmp_path):
+    rows = [{"image_id": f, "bbox": [1, 1, 5, 5], "score": 0.9} for f in (0, 5, 300, 301, 7)]
+    boxes = BoxesFile(write_json(tmp_path / "boxes.json", rows))
+    assert boxes.check_frames(280) == (
+        f"{tmp_path / 'boxes.json'}: 2 boxes name frames beyond the video's 280 frames (first: entry 2, frame 300)"
+    )
+    assert boxes.check_frames(6) == (
+        f"{tmp_path / 'boxes.json'}: 3 boxes name frames beyond the video's 6 frames (first: entry 2, frame 300)"
+    )
+    assert boxes.check_frames(302) is None and boxes.check_frames(0) is None
+    detect_json = BoxesFile(write_json(tmp_path / "d.json", {"frames": [
+        {"index": 0, "persons": []}, {"index": 9, "persons": [{"box": [1, 1, 2, 2]}]}]}))
+    assert detect_json.check_frames(5) == (
+        f"{tmp_path / 'd.json'}: 1 box names a frame beyond the video's 5 frames (first: frames[1].persons[0], frame 9)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,11 +200,11 @@ def test_boxes_file_coco_results(tmp_path):
     [
         ("{not json", "not a readable JSON boxes file"),
         ('{"video": "x"}', "expected the JSON written by 'stclip detect'"),
-        ('[{"image_id": 0, "bbox": [1, 2, 3], "score": 1}]', "entry 0 bbox must be 4 numbers"),
+        ('[{"image_id": 0, "bbox": [1, 2, 3], "score": 1}]', "entry 0 bbox must be 4 finite numbers"),
         ('[{"image_id": -1, "bbox": [1, 2, 3, 4], "score": 1}]', "entry 0 image_id must be a 0-based frame index"),
         ('[{"image_id": "v/1", "bbox": [1, 2, 3, 4], "score": 1}]', "entry 0 image_id must be a 0-based frame index"),
         ('[{"image_id": 0, "bbox": [1, 2, 3, 4], "score": "high"}]', "entry 0 score must be a number"),
-        ('{"frames": [{"index": 0, "persons": [{"box": "x"}]}]}', "frames[0].persons[0].box must be 4 numbers"),
+        ('{"frames": [{"index": 0, "persons": [{"box": "x"}]}]}', "frames[0].persons[0].box must be 4 finite numbers"),
         ('{"frames": [{"persons": []}]}', "frames[0] must be a 0-based frame index"),
     ],
 )

@@ -12,6 +12,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
 from stclip_cli.cards import build_model, load_card
+from stclip_cli.errors import StclipError
 from stclip_cli.model.clip_backbone import embed_context, patch_tokens, pooled_features, run_block
 from stclip_cli.model.interaction import PersonLayout, interact, spot_interest_tokens
 from stclip_cli.preprocess import ClipPreprocess
@@ -173,3 +174,13 @@ def test_scorer_handles_zero_degenerate_and_outside_boxes(model):
     np.testing.assert_allclose(out[0].sum(1), 1.0, rtol=1e-5)
     again = Scorer(model, ACTIONS).score(images, requests[2:])
     np.testing.assert_allclose(again[0], out[2], atol=1e-5)
+
+
+def test_action_names_must_fit_the_text_context(model):
+    fits = "a person who is slowly and carefully brushing their teeth in front of the"  # 14 BPE + start and end
+    assert len(model.tokenizer.encode(fits)) + 2 == model.clip.context_length == 16
+    assert model.encode_text(["sit", fits]).shape[0] == 2
+    too_long = fits + " mirror"
+    with pytest.raises(StclipError) as err:
+        model.encode_text(["sit", too_long])
+    assert str(err.value) == f"action name '{too_long}' is 17 tokens; the text encoder reads at most 16 (shorten it)"

@@ -8,6 +8,8 @@ import open_clip
 import torch
 from torch import nn
 
+from ..errors import StclipError
+
 
 class ActionModel(nn.Module):
     """Scores open-vocabulary action names for persons in keyframes.
@@ -37,6 +39,7 @@ class ActionModel(nn.Module):
         """CLIP text features (C, E) of the action names, computed once per action list and device, then cached."""
         key = (tuple(actions), str(self.device))
         if key not in self._text_cache:
+            check_fits(self.tokenizer, actions, self.clip.context_length)
             tokens = self.tokenizer(list(actions)).to(self.device)
             self._text_cache[key] = self.clip.encode_text(tokens).float()
         return self._text_cache[key]
@@ -56,3 +59,20 @@ class ActionModel(nn.Module):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only the parameters that learn: what checkpoints hold."""
         return {k: v.detach() for k, v in self.named_parameters() if v.requires_grad}
+
+
+def check_fits(tokenizer, actions: Sequence[str], context_length: int) -> None:
+    """Refuse an action name longer than the text encoder's context: the tokenizer would cut it silently, and two long
+    names that differ only after the cut would score the same.
+
+    Counted with open_clip's BPE tokenizer, start and end tokens included; other tokenizers are not checked.
+    """
+    encode = getattr(tokenizer, "encode", None)
+    if encode is None or not hasattr(tokenizer, "sot_token_id"):
+        return
+    for name in actions:
+        count = len(encode(name)) + 2
+        if count > context_length:
+            raise StclipError(
+                f"action name '{name}' is {count} tokens; the text encoder reads at most {context_length} (shorten it)"
+            )

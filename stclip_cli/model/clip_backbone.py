@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
+from unittest import mock
 
 import open_clip
 import torch
@@ -40,7 +42,7 @@ def create_clip(
     source = clip_source(backbone, pretrained, clip_weights)
     try:
         # random weights (no source) are drawn from a fixed seed: a checkpoint trained on them stays valid
-        with _quiet_open_clip(), torch.random.fork_rng(devices=[]):
+        with _quiet_open_clip(), _restricted_unpickling(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = open_clip.create_model(
                 backbone,
@@ -57,6 +59,19 @@ def create_clip(
     model.requires_grad_(False)
     model.eval()
     return model
+
+
+@contextlib.contextmanager
+def _restricted_unpickling():
+    """Make every torch.load inside open_clip use torch's restricted unpickler, whatever the environment says.
+
+    open_clip retries a restricted load that raised TypeError without ``weights_only`` (factory.load_state_dict), and
+    $TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turns that retry into a full unpickle, which a crafted weights file can steer to
+    run code. torch's own switch TORCH_FORCE_WEIGHTS_ONLY_LOAD keeps the retry restricted too.
+    """
+    with mock.patch.dict(os.environ, {"TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}):  # restores the environment on exit
+        os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        yield
 
 
 @contextlib.contextmanager
