@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 import supervision as sv
 
@@ -49,6 +50,15 @@ def fp_filter(detections: sv.Detections, margin: float | None) -> sv.Detections:
     return detections[keep]
 
 
+def _detector_input(image: np.ndarray, scale: float) -> np.ndarray:
+    """The BGR frame the detector sees, already shrunk to its input size when larger: the detector letterboxes to
+    ``imgsz`` anyway, and shrinking first (area averaging) spares a full-resolution copy of every keyframe."""
+    if scale < 1.0:
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        return cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
+    return np.ascontiguousarray(image[..., ::-1])
+
+
 def _empty() -> sv.Detections:
     return sv.Detections(xyxy=np.empty((0, 4), dtype=np.float32), confidence=np.empty(0, dtype=np.float32))
 
@@ -80,7 +90,8 @@ class YoloPersonDetector:
         """Person boxes for each RGB image, in one batched ``predict`` call."""
         if not images:
             return []
-        bgr = [np.ascontiguousarray(image[..., ::-1]) for image in images]
+        scales = [min(1.0, self.imgsz / max(image.shape[:2])) for image in images]
+        bgr = [_detector_input(image, scale) for image, scale in zip(images, scales)]
         results = self.model.predict(
             bgr,
             classes=[self.person_class],
@@ -92,8 +103,9 @@ class YoloPersonDetector:
             verbose=False,
         )
         out = []
-        for image, result in zip(images, results):
+        for image, result, scale in zip(images, results, scales):
             det = sv.Detections.from_ultralytics(result)
+            det.xyxy = det.xyxy / scale
             det = det[det.class_id == self.person_class] if det.class_id is not None else det
             det.xyxy = det.xyxy.astype(np.float32)
             if det.confidence is not None:

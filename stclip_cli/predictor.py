@@ -9,7 +9,7 @@ pass; an annotated video then decodes the input a second time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -20,8 +20,11 @@ from .detection import PersonDetector, clip_to_frame, fp_filter
 from .outputs import SCORES, FrameResult, ModelInfo
 from .scoring import KeyframeRequest, Scorer
 from .tracking import PersonTracker, smooth_scores
-from .video import VideoInfo, VideoSource, open_video
+from .video import Frame, VideoInfo, VideoSource, open_video
 from .windows import Window, iter_windows
+
+
+FRAME_BUFFER_BYTES = 256 << 20  # full-resolution uint8 frames held for one batch of keyframes
 
 
 @dataclass
@@ -82,7 +85,8 @@ class Predictor:
                 if self.options.single_action:
                     self._run_voted(source, path, sinks, summary, on_frames)
                 else:
-                    for result in self._results(source, summary, on_frames):
+                    drawn = any(getattr(sink, "needs_images", False) for sink in sinks)
+                    for result in self._results(source, summary, on_frames, drawn):
                         for sink in sinks:
                             sink.write(result)
             for sink in sinks:
@@ -96,7 +100,7 @@ class Predictor:
     def _run_voted(self, source: VideoSource, path: Path, sinks: Sequence, summary: VideoSummary,
                    on_frames: Callable[[int], None] | None) -> None:
         """Soft voting: average every person's probabilities over the video, give that to every detection."""
-        kept = [FrameResult(r.index, r.time, r.detections, r.keyframe) for r in self._results(source, summary, on_frames)]
+        kept = [FrameResult(r.index, r.time, r.detections, r.keyframe) for r in self._results(source, summary, on_frames, False)]
         scores = [r.detections.data[SCORES] for r in kept if r.keyframe and len(r.detections)]
         if scores:
             vote = np.concatenate(scores).mean(axis=0).astype(np.float32)
@@ -116,16 +120,21 @@ class Predictor:
                 for sink in sinks:
                     sink.write(result)
 
-    def _results(self, source: VideoSource, summary: VideoSummary,
-                 on_frames: Callable[[int], None] | None) -> Iterator[FrameResult]:
-        """Every frame's result, in order: keyframes scored in batches, frames between them carrying their boxes."""
+    def _results(self, source: VideoSource, summary: VideoSummary, on_frames: Callable[[int], None] | None,
+                 drawn: bool) -> Iterator[FrameResult]:
+        """Every frame's result, in order: keyframes scored in batches, frames between them carrying their boxes.
+
+        ``drawn``: a sink draws every frame, so full-resolution pixels are kept until a frame's result is out;
+        otherwise only keyframes keep theirs (the detector and the person crops need them).
+        """
         opts = self.options
         self.scorer.reset()
         tracker = PersonTracker(fps=source.info.fps) if opts.track else None
         smooth_state: dict[int, np.ndarray] = {}
         width, height = source.info.width, source.info.height
-        windows = iter_windows(source, self.scorer.model.window, opts.stride)
-        for batch in _batches(windows, opts.batch_size):
+        frames = self._ingested(source, drawn)
+        windows = iter_windows(frames, self.scorer.model.window, opts.stride)
+        for batch in _batches(windows, self.batch_size(source.info, drawn)):
             keys = [w.key for w in batch]
             found = self.detector.detect([k.image for k in keys], [k.index for k in keys])
             detections = [fp_filter(clip_to_frame(d, width, height), opts.fp_margin) for d in found]
@@ -144,6 +153,24 @@ class Predictor:
                 summary.keyframes += 1
                 if on_frames is not None:
                     on_frames(len(window.render_frames))
+
+
+    def _ingested(self, frames: Iterable[Frame], drawn: bool) -> Iterator[Frame]:
+        """Frames as decoded, each handed to the scorer at once (preprocessed, patch-embedded) and stripped of its
+        full-resolution pixels when nothing needs them any more: memory follows what scoring needs, not the input's
+        resolution."""
+        stride, context = self.options.stride, self.scorer.model.uses_patches
+        for frame in frames:
+            key = frame.index % stride == 0
+            if key or context:
+                self.scorer.ingest(frame.index, frame.image)
+            yield frame if key or drawn else replace(frame, image=None)
+
+    def batch_size(self, info: VideoInfo, drawn: bool) -> int:
+        """Keyframes per forward pass: the option, lowered so the full-resolution frames held for a batch (its
+        keyframes; every frame up to the next keyframe when drawn) stay within ``FRAME_BUFFER_BYTES``."""
+        held_per_keyframe = info.width * info.height * 3 * (self.options.stride if drawn else 1)
+        return max(1, min(self.options.batch_size, FRAME_BUFFER_BYTES // max(held_per_keyframe, 1)))
 
 
 def _batches(windows: Iterable[Window], size: int) -> Iterator[list[Window]]:

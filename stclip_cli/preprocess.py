@@ -1,17 +1,33 @@
-"""CLIP preprocessing on batched tensors: whole frames and person crops, resized and centre-cropped as open_clip does.
+"""CLIP preprocessing of whole frames and person crops, with open_clip's own transform.
 
-open_clip's transform works on one PIL image at a time; torchvision's roi_align crops and resizes every frame and every
-person of a batch in one call (its adaptive sampling averages like an antialiased resize) with open_clip's own size,
-mean and std (``visual.preprocess_cfg``).
+Frames and crops go through exactly what open_clip builds for the model (``image_transform_v2`` of the model's
+``preprocess_cfg``: resize the short side with antialiased bicubic, centre crop, normalise), as the reference does.
+It works on uint8 pixels one image at a time, so the float copies are the model's size (3x224x224), not the
+frame's: memory does not grow with the input's resolution, and on CPU it is faster than resampling float frames.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import numpy as np
 import torch
-from torchvision.ops import roi_align
+from open_clip.transform import PreprocessCfg, image_transform_v2
+from PIL import Image
 
 FRAME_FITS = ("crop", "letterbox")
+
+
+def crop_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Person boxes as the integer pixel rectangles that are cropped: rounded, clipped to the frame, at least one
+    pixel wide and high (degenerate or outside boxes still give a crop)."""
+    b = np.round(np.asarray(boxes, np.float64).reshape(-1, 4))
+    x1 = np.clip(b[:, 0], 0, width - 1)
+    y1 = np.clip(b[:, 1], 0, height - 1)
+    x2 = np.maximum(np.clip(b[:, 2], 0, width), x1 + 1)
+    y2 = np.maximum(np.clip(b[:, 3], 0, height), y1 + 1)
+    return np.stack([x1, y1, x2, y2], axis=1).astype(np.int64)
 
 
 class ClipPreprocess:
@@ -20,44 +36,30 @@ class ClipPreprocess:
     def __init__(self, preprocess_cfg: dict, device: torch.device | str = "cpu", frame_fit: str = "crop") -> None:
         if frame_fit not in FRAME_FITS:
             raise ValueError(f"frame_fit must be one of {FRAME_FITS}")
-        size = preprocess_cfg["size"]
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        known = {f.name for f in dataclasses.fields(PreprocessCfg)}
+        cfg = PreprocessCfg(**{k: v for k, v in preprocess_cfg.items() if k in known})
+        self.size = (cfg.size, cfg.size) if isinstance(cfg.size, int) else tuple(cfg.size)
         self.device = torch.device(device)
-        self.mean = torch.tensor(preprocess_cfg["mean"], device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(preprocess_cfg["std"], device=self.device).view(1, 3, 1, 1)
         self.frame_fit = frame_fit
+        self._crop = image_transform_v2(cfg, is_train=False)
+        # letterbox: the whole frame, its long side resized to the model's size and padded (open_clip's "longest")
+        fit = dataclasses.replace(cfg, resize_mode="longest") if frame_fit == "letterbox" else cfg
+        self._frame = image_transform_v2(fit, is_train=False)
 
-    def to_tensor(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-        """Same-sized HxWx3 uint8 RGB images -> (n, 3, H, W) float in [0, 1] on the device."""
-        batch = torch.from_numpy(np.ascontiguousarray(np.stack(images) if isinstance(images, list) else images))
-        return batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    def frames(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Whole HxWx3 uint8 frames -> (n, 3, S, S) on the device: CLIP's resize + centre crop (or a letterbox)."""
+        return self._stack([self._frame(Image.fromarray(image)) for image in images])
 
-    def frames(self, images: torch.Tensor) -> torch.Tensor:
-        """Whole frames (n, 3, H, W): CLIP's resize-shortest-side + centre crop (or a letterbox with ``frame_fit``)."""
-        n, _, h, w = images.shape
-        side = min(h, w) if self.frame_fit == "crop" else max(h, w)
-        box = torch.tensor([(w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2], device=images.device)
-        rois = torch.cat([torch.arange(n, device=images.device, dtype=box.dtype)[:, None], box.expand(n, 4)], dim=1)
-        return self._resample(images, rois)
+    def person_crops(self, image: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
+        """Person crops of one HxWx3 uint8 frame: boxes (P, 4) xyxy pixels -> (P, 3, S, S) on the device.
 
-    def crops(self, images: torch.Tensor, boxes: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
-        """Person crops: boxes (P, 4) xyxy pixels of images[image_index] -> (P, 3, S, S).
-
-        Boxes are rounded to integer pixels and clipped to the frame (at least 1 pixel), so degenerate or outside
-        boxes still give a crop; then the crop is resized on its short side and centre-cropped like any CLIP input.
+        Each box is cut out at integer pixels (``crop_boxes``), then preprocessed like any CLIP input.
         """
-        h, w = images.shape[-2:]
-        b = boxes.to(images.device, torch.float32).round()
-        x1 = b[:, 0].clamp(0, w - 1)
-        y1 = b[:, 1].clamp(0, h - 1)
-        x2 = torch.maximum(b[:, 2].clamp(0, w), x1 + 1)
-        y2 = torch.maximum(b[:, 3].clamp(0, h), y1 + 1)
-        side = torch.minimum(x2 - x1, y2 - y1)
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        square = torch.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], dim=1)
-        rois = torch.cat([image_index.to(images.device, torch.float32)[:, None], square], dim=1)
-        return self._resample(images, rois)
+        height, width = image.shape[:2]
+        crops = [self._crop(Image.fromarray(image[y1:y2, x1:x2])) for x1, y1, x2, y2 in crop_boxes(boxes, width, height)]
+        return self._stack(crops)
 
-    def _resample(self, images: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        out = roi_align(images, rois, self.size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-        return (out - self.mean) / self.std
+    def _stack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        if not tensors:
+            return torch.zeros(0, 3, *self.size, device=self.device)
+        return torch.stack(tensors).to(self.device, non_blocking=True)

@@ -75,6 +75,25 @@ class Scorer:
         self._patches.clear()
 
     @torch.inference_mode()
+    def ingest(self, index: int, image: np.ndarray) -> None:
+        """Preprocess (and patch-embed, for models with temporal context) one frame now, once; afterwards its
+        full-resolution pixels are no longer needed unless it is a keyframe (crops) or is drawn."""
+        if index not in self._frames:
+            with self.autocast:
+                self._embed({index: image}, [index])
+
+    def _embed(self, images: Mapping[int, np.ndarray], indices: Sequence[int]) -> None:
+        """CLIP-preprocess and patch-embed frames not seen before."""
+        if not indices:
+            return
+        fresh = self.pre.frames([images[f] for f in indices])
+        patches = self.model.frame_patches(fresh) if self.model.uses_patches else None
+        for j, f in enumerate(indices):
+            self._frames[f] = fresh[j]
+            if patches is not None:
+                self._patches[f] = patches[j]
+
+    @torch.inference_mode()
     def score(self, images: Mapping[int, np.ndarray], requests: Sequence[KeyframeRequest]) -> list[np.ndarray]:
         """Action probabilities (n_i, C) for each request, in order; ``images`` maps frame index -> HxWx3 uint8 RGB."""
         results = [np.zeros((len(r.boxes), len(self.actions)), np.float32) for r in requests]
@@ -95,26 +114,18 @@ class Scorer:
         for f in [f for f in self._frames if f < needed[0]]:
             self._frames.pop(f)
             self._patches.pop(f, None)
-        new = [f for f in needed if f not in self._frames]
-        if new:
-            fresh = self.pre.frames(self.pre.to_tensor([images[f] for f in new]))
-            patches = self.model.frame_patches(fresh)
-            for j, f in enumerate(new):
-                self._frames[f] = fresh[j]
-                self._patches[f] = patches[j]
+        self._embed(images, [f for f in needed if f not in self._frames])
         position = {f: j for j, f in enumerate(needed)}
         keys = [r.keyframe for r in requests]
-        key_images = self.pre.to_tensor([images[f] for f in keys])
-        boxes = torch.from_numpy(np.concatenate([np.asarray(r.boxes, np.float32).reshape(-1, 4) for r in requests]))
         person_frame = torch.repeat_interleave(torch.arange(len(requests)), torch.tensor([len(r.boxes) for r in requests]))
-        crops = self.pre.crops(key_images, boxes, person_frame)
+        crops = torch.cat([self.pre.person_crops(images[r.keyframe], r.boxes) for r in requests])
         longest = max(len(r.window) for r in requests) if self.model.uses_patches else 0
         windows = torch.full((len(requests), longest), -1, dtype=torch.long)
         for j, r in enumerate(requests):
             if self.model.uses_patches:
                 windows[j, : len(r.window)] = torch.tensor([position[f] for f in r.window])
         return ModelInputs(
-            patches=torch.stack([self._patches[f] for f in needed]),
+            patches=torch.stack([self._patches[f] for f in needed]) if self.model.uses_patches else crops.new_zeros(0),
             windows=windows.to(self.device),
             keyframes=torch.stack([self._frames[f] for f in keys]),
             crops=crops,

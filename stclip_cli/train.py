@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -128,12 +129,11 @@ def training_inputs(
     offset = 0
     longest = max(len(images) for images in batch["images"])
     for i, images in enumerate(batch["images"]):
-        tensor = pre.to_tensor(images)
-        frames.append(pre.frames(tensor))
+        frames.append(pre.frames(images))
         key = int(batch["key_pos"][i])
         keyframes.append(frames[-1][key])
         boxes = batch["boxes"][i]
-        crops.append(pre.crops(tensor[key : key + 1], boxes, torch.zeros(len(boxes), dtype=torch.long)))
+        crops.append(pre.person_crops(images[key], np.asarray(boxes, np.float32)))
         row = torch.full((longest,), -1, dtype=torch.long)
         row[: len(images)] = torch.arange(offset, offset + len(images))
         windows.append(row)

@@ -63,19 +63,22 @@ def test_vit_path_without_persons_equals_open_clip_encode_image(model):
     torch.testing.assert_close(pooled_features(visual, x) @ visual.proj, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_tensor_preprocessing_matches_open_clip_transform():
+def test_preprocessing_is_open_clips_own_transform():
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (24, 32, 3)).astype(np.uint8)
-    image = np.asarray(Image.fromarray(base).resize((320, 240), Image.BICUBIC))  # a smooth J-HMDB-sized frame
+    image = np.asarray(Image.fromarray(base).resize((320, 240), Image.BICUBIC))  # a J-HMDB-sized frame
     cfg = PreprocessCfg(size=224)
-    expected = image_transform_v2(cfg, is_train=False)(Image.fromarray(image))
+    transform = image_transform_v2(cfg, is_train=False)
     pre = ClipPreprocess(asdict(cfg))
-    ours = pre.frames(pre.to_tensor([image]))[0]
-    assert ours.shape == expected.shape
-    assert (ours - expected).abs().mean() < 0.03  # bilinear area sampling vs PIL bicubic: ~1/255 apart
-    crop = pre.crops(pre.to_tensor([image]), torch.tensor([[40.0, 20.0, 140.0, 230.0]]), torch.tensor([0]))[0]
-    expected_crop = image_transform_v2(cfg, is_train=False)(Image.fromarray(image[20:230, 40:140]))
-    assert (crop - expected_crop).abs().mean() < 0.03
+    torch.testing.assert_close(pre.frames([image])[0], transform(Image.fromarray(image)), atol=0, rtol=0)
+    crop = pre.person_crops(image, np.array([[40.2, 19.6, 140.0, 230.4]]))[0]
+    torch.testing.assert_close(crop, transform(Image.fromarray(image[20:230, 40:140])), atol=0, rtol=0)
+    edge = pre.person_crops(image, np.array([[-50.0, 200.0, 10.0, 900.0], [30.0, 30.0, 30.0, 30.0]]))
+    torch.testing.assert_close(edge[0], transform(Image.fromarray(image[200:240, 0:10])), atol=0, rtol=0)
+    torch.testing.assert_close(edge[1], transform(Image.fromarray(image[30:31, 30:31])), atol=0, rtol=0)
+    letterbox = ClipPreprocess(asdict(cfg), frame_fit="letterbox").frames([image])[0]
+    expected = image_transform_v2(PreprocessCfg(size=224, resize_mode="longest"), is_train=False)(Image.fromarray(image))
+    torch.testing.assert_close(letterbox, expected, atol=0, rtol=0)
 
 
 def test_rho_zero_leaves_text_features_equal_to_clip(model):
