@@ -161,6 +161,7 @@ def detect(
     json_out: Optional[str] = typer.Option(None, "--json", help="JSON output: a file, - for stdout, or a folder (ends with /)", show_default="<video>.stclip.json beside each video"),
     video_out: Optional[str] = typer.Option(None, "--video", help="annotated video: .mp4, .m4v, .mov or .mkv, or a folder (ends with /)"),
     csv_out: Optional[str] = typer.Option(None, "--csv", help="AVA-style CSV output: a file, - for stdout, or a folder (ends with /)"),
+    plot: Optional[str] = typer.Option(None, "--plot", help="timeline PNG: each person's top actions over time, or a folder (ends with /)"),
     top_k: int = typer.Option(2, min=1, help="actions drawn per person in --video"),
     frame_fit: str = typer.Option("crop", help="context frame: crop (CLIP's centre crop, the paper) or letterbox"),
     interest_k: Optional[int] = typer.Option(None, min=0, help="interest tokens per person (multi-action data, AVA: 100); 0 = all tokens", show_default="the card's"),
@@ -174,7 +175,8 @@ def detect(
 
     Examples: stclip detect video.mp4 --actions "brush teeth,fishing" ;
     stclip detect clip.mp4 --actions-file actions.txt --checkpoint runs/jhmdb-split1/final.safetensors --video out.mp4 ;
-    stclip detect clip.mp4 --actions "clap,wave" --model baseline-crop --boxes boxes.json --json -
+    stclip detect clip.mp4 --actions "clap,wave" --model baseline-crop --boxes boxes.json --json - ;
+    stclip detect clip.mp4 --actions "clap,wave" --track --plot timeline.png
     """
     from .actions import parse_actions
 
@@ -196,7 +198,7 @@ def detect(
             raise StclipError(f"file not found: {path} ({flag})")
     from .destinations import plan_outputs
 
-    plans = plan_outputs(videos, {"json": json_out, "video": video_out, "csv": csv_out})
+    plans = plan_outputs(videos, {"json": json_out, "video": video_out, "csv": csv_out, "plot": plot})
     card, note = _detect_card(model, checkpoint, backbone, pretrained, window, interest_k)
     from .model.clip_backbone import register_model_configs
     from .weights import clip_source
@@ -218,15 +220,18 @@ def detect(
     info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
                      "sigmoid" if card.multi_label else "softmax", note)
     summaries = []
+    timelines = []  # the terminal summary's, when it can show them
     for video, plan in zip(videos, plans):
         try:
             sinks = _sinks(plan, top_k)
-            summaries.append((_run_one(predictor, video, sinks, info, quiet), plan))
+            collector = _timeline_collector(quiet)
+            summaries.append((_run_one(predictor, video, sinks + ([collector] if collector else []), info, quiet), plan))
+            timelines.append(collector)
         except StclipError as err:
             failures += 1
             console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
     if not quiet and summaries:
-        _print_summary(summaries, names)
+        _print_summary(summaries, names, timelines)
     if failures:
         raise typer.Exit(1)
 
@@ -240,8 +245,9 @@ FALLBACK_NOTE = (
 def _sinks(plan: dict, top_k: int) -> list:
     """The sinks of one video, from its planned targets (destinations.plan_outputs)."""
     from .outputs import CsvSink, JsonSink, VideoSink
+    from .timeline import TimelineSink
 
-    makers = {"json": JsonSink, "csv": CsvSink, "video": lambda target: VideoSink(target, top_k)}
+    makers = {"json": JsonSink, "csv": CsvSink, "video": lambda target: VideoSink(target, top_k), "plot": TimelineSink}
     return [makers[kind](target) for kind, target in plan.items()]
 
 
@@ -307,8 +313,17 @@ def _run_one(predictor, video: Path, sinks: list, info, quiet: bool):
     return summary
 
 
-def _print_summary(summaries, actions: list[str]) -> None:
-    """End-of-run table: frames, person detections, tracks, top actions, outputs."""
+def _timeline_collector(quiet: bool):
+    """A sink keeping the video's timeline for the end-of-run summary, when a terminal will show it; else None."""
+    if quiet or not console.is_terminal:
+        return None
+    from .timeline import TimelineCollector
+
+    return TimelineCollector()
+
+
+def _print_summary(summaries, actions: list[str], timelines=()) -> None:
+    """End-of-run table: frames, person detections, tracks, top actions, outputs; then each video's timeline."""
     table = Table(title="stclip detect")
     for col in ("video", "frames", "scored", "person detections", "tracks", "top actions", "outputs"):
         table.add_column(col)
@@ -317,6 +332,11 @@ def _print_summary(summaries, actions: list[str]) -> None:
         outputs = ", ".join(target.name for target in plan.values())
         table.add_row(s.video.name, str(s.frames), str(s.keyframes), str(s.persons), str(len(s.tracks)) if s.tracks else "-", top, outputs)
     console.print(table)
+    if any(timelines):
+        from .timeline import timeline_text
+
+        for collector in filter(None, timelines):
+            console.print(timeline_text(collector.timeline(), width=max(20, min(100, console.width - 14))))
 
 
 @app.command()
@@ -634,6 +654,33 @@ def _print_aps(aps: dict, mean: float, title: str) -> None:
         table.add_row(name, "no GT" if math.isnan(ap) else f"{100 * ap:.2f}")
     table.add_row("[b]mean[/b]", "-" if math.isnan(mean) else f"[b]{100 * mean:.2f}[/b]")
     Console().print(table)
+
+
+@app.command()
+@friendly
+def plot(
+    result: Path = typer.Argument(..., help="a per-video JSON written by `stclip detect`"),
+    out: Optional[Path] = typer.Option(None, "--out", help="the PNG to write", show_default="RESULT with the suffix .png"),
+    quiet: bool = typer.Option(False, help="no timeline in the terminal"),
+) -> None:
+    """Draw the timeline of a detect result: each person's top action over time, one lane per track (a PNG).
+
+    Example: stclip plot clip.stclip.json --out clip.timeline.png
+    """
+    from .destinations import classify
+    from .timeline import read_result, timeline_text, write_png
+
+    target = out if out is not None else result.with_suffix(".png")
+    if target.suffix.lower() != ".png" and not target.is_dir():
+        raise StclipError(f"--out writes a PNG image: name the file .png (got {target})")
+    classify(target, "--out")  # writable, not a folder, not a block device
+    if target.resolve() == result.resolve():
+        raise StclipError(f"--out {target} is the input; choose another file")
+    timeline = read_result(result)
+    write_png(timeline, target)
+    if not quiet:
+        console.print(timeline_text(timeline, width=max(20, min(100, console.width - 14))))
+    console.print(f"wrote {target}", highlight=False)
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ class OutputKind:
     suffix: str
     suffixes: tuple[str, ...] | None
     stdout: bool
+    what: str = "a file"
 
 
 # containers PyAV writes H.264 into and common players read
@@ -45,7 +46,8 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 KINDS: dict[str, OutputKind] = {
     "json": OutputKind("--json", ".json", None, True),
     "csv": OutputKind("--csv", ".csv", None, True),
-    "video": OutputKind("--video", ".mp4", VIDEO_SUFFIXES, False),
+    "video": OutputKind("--video", ".mp4", VIDEO_SUFFIXES, False, "a video"),
+    "plot": OutputKind("--plot", ".png", (".png",), False, "a PNG image"),
 }
 
 
@@ -85,29 +87,27 @@ def plan_outputs(
     With no output at all, ``default`` goes next to each input as ``<input stem>.stclip<suffix>``.
     """
     chosen = {kind: value for kind, value in requested.items() if value is not None and str(value) != ""}
-    names = _distinct_stems(inputs)
     plans: list[dict[str, Target]] = [{} for _ in inputs]
     for kind, value in chosen.items():
         spec = KINDS[kind]
         if str(value) == STDOUT:
             if not spec.stdout:
-                raise StclipError(f"{spec.flag} cannot go to standard output (-): an MP4 needs a file; give a file name")
+                raise StclipError(f"{spec.flag} cannot go to standard output (-): it writes {spec.what}; give a file name")
             if len(inputs) > 1:
                 raise StclipError(f"{spec.flag} - takes one video; give a folder for several")
             plans[0][kind] = Target(None, "stdout")
         elif is_folder_spec(value):
             folder = Path(value)
             _check_folder(folder, spec.flag)
-            for plan, stem in zip(plans, names):
+            for plan, stem in zip(plans, _distinct_stems(inputs)):
                 plan[kind] = classify(folder / f"{stem}{spec.suffix}", spec.flag, in_new_folder=True)
         elif len(inputs) > 1:
             raise StclipError(f"with several videos, {spec.flag} must be a folder (end it with /), not {value}")
         else:
             path = Path(value)
             if spec.suffixes is not None and path.suffix.lower() not in spec.suffixes:
-                got = f"'{path.suffix}'" if path.suffix else "no extension"
-                raise StclipError(f"{spec.flag} {path}: {got} is not a video format stclip writes; use one of "
-                                  f"{', '.join(spec.suffixes)} (or end it with / for a folder)")
+                raise StclipError(f"{spec.flag} writes {spec.what}: name it {' / '.join(spec.suffixes)}, or end it "
+                                  f"with / for a folder (got {path})")
             plans[0][kind] = classify(path, spec.flag)
     if not chosen:
         suffix = KINDS[default].suffix
