@@ -457,9 +457,9 @@ def import_reference(
 @friendly
 def evaluate(
     dataset: Optional[str] = typer.Option(None, help="jhmdb, ucf24 or ava", show_default="the checkpoint's"),
-    split: Optional[int] = typer.Option(None, help="label split", show_default="the checkpoint's"),
+    split: Optional[str] = typer.Option(None, help="label split number, or all (every class)", show_default="the checkpoint's"),
     data_root: Optional[Path] = typer.Option(None, help="dataset folder", show_default="$STCLIP_DATA/<dataset> or ~/.cache/stclip/data/<dataset>"),
-    checkpoint: Optional[Path] = typer.Option(None, help="a `stclip train` checkpoint", show_default="the newest runs/*/final.safetensors"),
+    checkpoint: Optional[str] = typer.Option(None, help="a `stclip train` checkpoint file or hf-hub:ORG/REPO", show_default="the newest runs/*/final.safetensors"),
     model: str = typer.Option("stclip", help="stclip, baseline, baseline-crop or a model card"),
     clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file"),
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="score ground-truth person boxes instead of detections"),
@@ -487,6 +487,9 @@ def evaluate(
     stclip eval --dataset ucf24 --split 1 --model baseline --boxes boxes/ ;
     stclip eval --pred out.json --gt jhmdb_test_gt_min.json --dataset jhmdb --split 1
     """
+    from .data.splits import parse_split
+
+    split = parse_split(split) if split is not None else None
     if pred is not None or gt is not None:
         if boxes is not None or detector is not None:
             raise StclipError("--boxes and --detector choose the persons a model scores; a --pred file is already scored")
@@ -502,7 +505,9 @@ def evaluate(
     card = load_card(model)
     meta: dict = {}
     if card.kind == "stclip":
-        checkpoint = checkpoint or latest_run()
+        from .weights import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(checkpoint) if checkpoint else latest_run()
         meta = read_metadata(checkpoint)
         card = card_for_checkpoint(checkpoint, None if model == "stclip" else card)
     dataset = (dataset or meta.get("dataset") or "").lower()

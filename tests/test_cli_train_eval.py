@@ -151,3 +151,16 @@ def test_split_all_trains_on_every_class(tmp_path, data_root):
     assert meta["split"] == 0 and len(meta["classes"]) == 21
     bad = invoke("train", "--dataset", "jhmdb", "--split", "zero", "--data-root", data_root)
     assert bad.exit_code == 1 and "--split must be a split number" in bad.output
+
+
+def test_eval_takes_a_checkpoint_from_the_hub_cache(tmp_path, data_root, monkeypatch):
+    from test_weights import put_in_hub_cache
+
+    out = tmp_path / "run"
+    assert invoke(*["train", *TRAIN, "--data-root", data_root, "--iterations", "1", "--out", out]).exit_code == 0
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    put_in_hub_cache("lab/stclip-jhmdb-split1", "stclip.safetensors", (out / "final.safetensors").read_bytes())
+    result = invoke("eval", "--checkpoint", "hf-hub:lab/stclip-jhmdb-split1", "--data-root", data_root, "--gt-boxes",
+                    "--quiet", "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e.json").read_text())["split"] == 1

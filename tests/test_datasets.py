@@ -263,3 +263,28 @@ def test_jhmdb_bad_detection_entry(jhmdb_root):
     with pytest.raises(StclipError) as err:
         open_dataset("jhmdb", jhmdb_root, 1, "test")
     assert str(err.value) == f'{path}: [0].score must be a finite number, got "NaN"'
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_dataset_pickles_never_run_code(tmp_path, jhmdb_root, protocol):
+    """Annotation pickles are read by a restricted unpickler: data (numpy arrays, containers) loads, code does not."""
+    import os as os_module
+
+    from stclip_cli.data.safe_pickle import load_data_pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os_module.system, (f"touch {marker}",))
+
+    data = {"labels": ["clap"], "boxes": np.arange(8, dtype=np.float32).reshape(2, 4), "n": np.int64(3)}
+    good = tmp_path / "good.pkl"
+    good.write_bytes(pickle.dumps(data, protocol=protocol))
+    loaded = load_data_pickle(good)
+    assert loaded["labels"] == ["clap"] and loaded["boxes"].shape == (2, 4) and int(loaded["n"]) == 3
+    evil = jhmdb_root / "JHMDB-GT.pkl"
+    evil.write_bytes(pickle.dumps({"labels": Payload()}, protocol=protocol))
+    with pytest.raises(StclipError, match=r"refusing to unpickle: it needs (posix|os)\.system, which is not data"):
+        open_dataset("jhmdb", jhmdb_root, 1, "test", pkl=evil)
+    assert not marker.exists()

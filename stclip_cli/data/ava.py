@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import os
-import pickle
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 
 from stclip_cli.data.common import DatasetView, FrameBoxes, VideoRecord, load_image
 from stclip_cli.data.jhmdb import find_file
+from stclip_cli.data.safe_pickle import load_data_pickle
 from stclip_cli.data.splits import AVA_ACTIONS, AVA_ID_BY_NAME, AVA_POSE_CLASSES, ava_training_videos, get_split
 from stclip_cli.errors import StclipError
 
@@ -118,11 +118,9 @@ def read_proposals(path: Path) -> dict[tuple[str, int], tuple[np.ndarray, np.nda
     """Person proposals per (video_id, timestamp): normalised boxes ``(n, 4)`` and scores ``(n,)``."""
     path = Path(path)
     if path.suffix in (".pkl", ".pickle"):
-        try:
-            with open(path, "rb") as f:
-                data = pickle.load(f, encoding="latin1")
-        except FileNotFoundError:
-            raise StclipError(f"AVA file not found: {path}") from None
+        data = load_data_pickle(path, "AVA file")
+        if not isinstance(data, dict):
+            raise StclipError(f"{path}: expected a dict of 'video,timestamp' -> boxes, got {type(data).__name__}")
         out = {}
         for key, rows in data.items():
             video, timestamp = key.split(",")

@@ -17,7 +17,6 @@ for ``subset="train"``, test half for ``subset="test"``), from the pickle's ``tr
 
 from __future__ import annotations
 
-import pickle
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from stclip_cli.data.common import DatasetView, FrameBoxes, VideoRecord, load_image, read_json
+from stclip_cli.data.safe_pickle import load_data_pickle
 from stclip_cli.data.splits import get_split
 from stclip_cli.entries import Entries
 from stclip_cli.errors import StclipError
@@ -46,13 +46,7 @@ def find_file(root: Path, name: str) -> Path | None:
 
 def load_gt_pickle(path: Path) -> dict[str, Any]:
     """Load a ``JHMDB-GT.pkl`` / ``UCF101v2-GT.pkl`` style pickle (Python 2 pickles decoded as latin1)."""
-    try:
-        with open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")
-    except FileNotFoundError:
-        raise StclipError(f"annotation file not found: {path}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise StclipError(f"{path} is not a readable pickle ({err})") from None
+    data = load_data_pickle(path, "annotation file")
     missing = [k for k in PICKLE_KEYS if not isinstance(data, dict) or k not in data]
     if missing:
         raise StclipError(f"{path} lacks the keys {', '.join(missing)} of the JHMDB-GT.pkl layout")
