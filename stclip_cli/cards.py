@@ -101,9 +101,13 @@ def temperature_of(card: ModelCard, clip: "open_clip.CLIP") -> float:
 
 
 def build_model(
-    card: ModelCard, clip_weights: str | Path | None = None, checkpoint: str | Path | None = None
+    card: ModelCard, clip_weights: str | Path | None = None, checkpoint: str | Path | None = None,
+    inference: bool = False,
 ) -> "ActionModel":
-    """Create the CLIP of the card (tag or local file), wrap it in the card's model, and load a checkpoint if given."""
+    """Create the CLIP of the card (tag or local file), wrap it in the card's model, and load a checkpoint if given.
+
+    ``inference`` builds the form that only scores: LoRA merged into the weights (no peft), nothing trainable.
+    """
     import open_clip
 
     from .model.baselines import CropBaseline, FrameBaseline
@@ -117,7 +121,8 @@ def build_model(
     temperature = temperature_of(card, clip)
     if card.kind == "stclip":
         model: ActionModel = STCLIP(
-            clip, tokenizer, card.window, card.lora_rank, card.lora_alpha, card.interest_k, card.rho_init, temperature
+            clip, tokenizer, card.window, card.lora_rank, card.lora_alpha, card.interest_k, card.rho_init, temperature,
+            lora=not inference,
         )
     elif card.kind == "frame-baseline":
         model = FrameBaseline(clip, tokenizer, temperature)
@@ -125,6 +130,8 @@ def build_model(
         model = CropBaseline(clip, tokenizer, temperature)
     if checkpoint is not None:
         load_weights(model, checkpoint)
+    if inference:
+        model.requires_grad_(False)
     model.eval()
     return model
 
@@ -204,10 +211,22 @@ def load_tensors(checkpoint: str | Path) -> "dict[str, torch.Tensor]":
 
 
 def load_weights(model: "ActionModel", checkpoint: str | Path) -> None:
-    """Load a checkpoint's trainable weights into ``model``; the sets of names and shapes must match exactly."""
+    """Load a checkpoint's trainable weights into ``model``; the sets of names and shapes must match exactly.
+
+    A model built without LoRA adapters (inference) gets the checkpoint's LoRA factors merged into its weights.
+    """
     import torch
 
+    from .model.lora import LORA_NAME, merge_lora
+
     tensors = {k[len("model."):]: v for k, v in load_tensors(checkpoint).items() if k.startswith("model.")}
+    has_adapters = any(LORA_NAME.fullmatch(name) for name, _ in model.named_parameters())
+    if not has_adapters and any(LORA_NAME.fullmatch(name) for name in tensors):
+        try:
+            merged = merge_lora(model, tensors, model.lora_rank, model.lora_alpha)
+        except (ValueError, AttributeError) as err:
+            raise StclipError(f"checkpoint {checkpoint} does not fit this model ({err})") from None
+        tensors = {k: v for k, v in tensors.items() if k not in merged}
     expected = {k: v.shape for k, v in model.named_parameters() if v.requires_grad}
     if set(tensors) != set(expected) or any(tensors[k].shape != s for k, s in expected.items()):
         missing = sorted(set(expected) - set(tensors))[:2]

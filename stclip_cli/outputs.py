@@ -47,14 +47,16 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """The "model" object of the JSON output: what produced the scores, how they were normalised, and a note when
-    the model is a stand-in (the training-free baseline scoring because ST-CLIP had no checkpoint)."""
+    """The "model" object of the JSON output: what produced the scores, how they were normalised, the arithmetic
+    (fp32, bf16 on GPU, int8 on CPU), and a note when the model is a stand-in (the training-free baseline scoring
+    because ST-CLIP had no checkpoint)."""
 
     name: str
     backbone: str
     checkpoint: str | None
     mode: Literal["softmax", "sigmoid"]
     note: str | None = None
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"
 
 
 class _Sink(ABC):

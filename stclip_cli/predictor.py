@@ -19,7 +19,6 @@ import supervision as sv
 from .detection import PersonDetector, clip_to_frame, fp_filter
 from .outputs import SCORES, FrameResult, ModelInfo
 from .scoring import KeyframeRequest, Scorer
-from .tracking import PersonTracker, smooth_scores
 from .video import Frame, VideoInfo, VideoSource, open_video
 from .windows import Window, iter_windows
 
@@ -129,7 +128,12 @@ class Predictor:
         """
         opts = self.options
         self.scorer.reset()
-        tracker = PersonTracker(fps=source.info.fps) if opts.track else None
+        if opts.track:  # the trackers package loads in about a second: only when asked for
+            from .tracking import PersonTracker, smooth_scores
+
+            tracker = PersonTracker(fps=source.info.fps)
+        else:
+            tracker = None
         smooth_state: dict[int, np.ndarray] = {}
         width, height = source.info.width, source.info.height
         frames = self._ingested(source, drawn)

@@ -68,7 +68,7 @@ def test_detect_json_schema_and_times(tmp_path, make_video, checkpoint):
     data = json.loads(out.read_text())
     assert (data["width"], data["height"], data["fps"], data["num_frames"]) == (96, 64, 10.0, 20)
     assert data["actions"] == ACTIONS.split(",")
-    assert data["model"] == {"name": "tiny-test", "backbone": "stclip-tiny-test", "checkpoint": str(checkpoint), "mode": "softmax", "note": None}
+    assert data["model"] == {"name": "tiny-test", "backbone": "stclip-tiny-test", "checkpoint": str(checkpoint), "mode": "softmax", "note": None, "precision": "fp32"}
     assert [f["index"] for f in data["frames"]] == list(range(20))
     assert [f["time"] for f in data["frames"]] == pytest.approx([i / 10 for i in range(20)])
     person = data["frames"][3]["persons"][0]

@@ -119,8 +119,15 @@ def test_import_reference_checkpoint_end_to_end(golden, tmp_path):
     assert result.exit_code == 0, result.output
     meta = read_metadata(out)
     assert (meta["dataset"], meta["split"], meta["imported_from"]) == ("jhmdb", 1, str(reference))
-    model = build_model(golden_card(), clip_weights=clip_weights_file(golden, tmp_path / "clip.pt"), checkpoint=out)
+    clip = clip_weights_file(golden, tmp_path / "clip.pt")
+    model = build_model(golden_card(), clip_weights=clip, checkpoint=out)
     torch.testing.assert_close(run_stages(model, golden)["logits"], golden["logits"], atol=ATOL, rtol=0)
+    # the inference form (LoRA merged into the weights, no adapters) is the same model
+    merged = build_model(golden_card(), clip_weights=clip, checkpoint=out, inference=True)
+    assert not any("lora_" in name for name, _ in merged.named_parameters())
+    stages = run_stages(merged, golden)
+    for stage in STAGES:
+        torch.testing.assert_close(stages[stage].float(), golden[stage], atol=ATOL, rtol=0)
     again = CliRunner().invoke(app, ["import-reference", str(reference), "--model", str(card), "--out", str(out)])
     assert again.exit_code == 1 and "exists" in again.output
 

@@ -50,7 +50,7 @@ def test_json_schema(tmp_path):
     assert list(data) == ["video", "width", "height", "fps", "num_frames", "actions", "model", "frames"]
     assert data["video"] == "in.mp4" and (data["width"], data["height"], data["fps"], data["num_frames"]) == (340, 256, 28.0, 280)
     assert data["actions"] == ACTIONS
-    assert data["model"] == {"name": "stclip", "backbone": "ViT-B-16", "checkpoint": None, "mode": "softmax", "note": None}
+    assert data["model"] == {"name": "stclip", "backbone": "ViT-B-16", "checkpoint": None, "mode": "softmax", "note": None, "precision": "fp32"}
     assert [f["index"] for f in data["frames"]] == [0, 2]
     first = data["frames"][0]
     assert first["time"] == 0.0 and list(first) == ["index", "time", "persons"]

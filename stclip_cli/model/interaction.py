@@ -5,16 +5,8 @@ from __future__ import annotations
 
 import torch
 from open_clip.transformer import VisionTransformer
-from peft import LoraConfig, inject_adapter_in_model
-
 from .clip_backbone import run_block
 from .prompting import ContextPrompting
-
-
-def add_lora(visual: VisionTransformer, rank: int, alpha: float = 1.0) -> None:
-    """Rank-r LoRA on both FFN linears (c_fc, c_proj) of every visual layer; B starts at zero so nothing changes."""
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=["c_fc", "c_proj"], bias="none")
-    inject_adapter_in_model(config, visual.transformer)
 
 
 def spot_interest_tokens(attention_rows: torch.Tensor, k: int) -> torch.Tensor:

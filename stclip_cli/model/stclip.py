@@ -8,13 +8,17 @@ import torch
 from .adapter import PersonAdapter
 from .base import ActionModel
 from .clip_backbone import embed_context, patch_tokens, pooled_features
-from .interaction import PersonLayout, add_lora, interact
+from .interaction import PersonLayout, interact
+from .lora import add_lora
 from .prompting import ContextPrompting
 from .temporal import TemporalContext
 
 
 class STCLIP(ActionModel):
-    """Frozen CLIP plus the trainable ST-CLIP modules; ``interest_k`` None uses all tokens (single-action data)."""
+    """Frozen CLIP plus the trainable ST-CLIP modules; ``interest_k`` None uses all tokens (single-action data).
+
+    ``lora=False`` builds the inference form: no LoRA adapters, a checkpoint's LoRA merged into the FFN weights.
+    """
 
     uses_patches = True
 
@@ -28,6 +32,7 @@ class STCLIP(ActionModel):
         interest_k: int | None = None,
         rho_init: float = 0.2,
         temperature: float = 0.07,
+        lora: bool = True,
     ) -> None:
         super().__init__(clip, tokenizer, temperature)
         visual = clip.visual
@@ -35,9 +40,11 @@ class STCLIP(ActionModel):
         embed_dim = visual.proj.shape[1]
         self.window = window
         self.interest_k = interest_k
+        self.lora_rank, self.lora_alpha = lora_rank, lora_alpha
         self.adapter = PersonAdapter(width)
         self.temporal = TemporalContext(width, window)
-        add_lora(visual, lora_rank, lora_alpha)
+        if lora:  # trainable adapters; an inference model gets a checkpoint's LoRA merged into its weights instead
+            add_lora(visual, lora_rank, lora_alpha)
         self.prompting = ContextPrompting(len(visual.transformer.resblocks), width, embed_dim, rho_init)
 
     def frame_patches(self, frames: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,264 @@
+"""Seconds per keyframe of ST-CLIP ViT-B/16 on this machine: model-only and end to end, fp32 and each kept fast path,
+against the reference implementation's way of running the same model ("reference-style", model only), plus how
+far each fast path's scores move from fp32.
+
+- reference-style (model only): one keyframe per forward, the action names re-encoded on every forward, the whole
+  frame encoded once per person, as the reference implementation runs (method.md section 10); fp32.
+- stclip model-only: one keyframe per forward through the same model as `stclip detect` (text cached, each frame
+  embedded once), fp32 and int8.
+- stclip end to end: the real command, `python -m stclip_cli detect VIDEO --boxes ... --json ...`, in a fresh
+  process: start-up, imports, model building, decoding, preprocessing, scoring and writing all counted, divided by
+  the keyframes it scored. Persons come from a boxes file so the detector's (random) weights do not matter.
+- deviation: max |logit| and max |probability| differences from fp32, and argmax agreement, on random ViT-B/16
+  weights (random inputs, every person of 8 keyframes) and, when ../shared is present, on the golden reference's
+  weights and inputs.
+
+Weights are random (nothing can be downloaded here); speed does not depend on their values.
+
+    python benchmarks/speed.py [--persons 2,5] [--strides 1,8] [--paths fp32,int8] [--seconds 10]
+
+Prints a table and writes benchmarks/results/speed-cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import torch
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+SAMPLE = ROOT / "stclip_cli" / "assets" / "arm_wrestling.mp4"
+GOLDEN = ROOT.parent / "shared" / "golden" / "reference_forward_tiny.pt"
+ACTIONS = ["clap", "sit", "wave", "throw", "pullup", "catch"]
+
+
+def random_model(card_name: str = "stclip-vitb16"):
+    """The inference model of a card with random CLIP weights and random, non-zero ST-CLIP weights (LoRA included)."""
+    from stclip_cli.cards import build_model, load_card
+
+    torch.manual_seed(0)
+    card = load_card(card_name).replace(pretrained="none")
+    model = build_model(card)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad and "rho" not in name:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+    return card, model
+
+
+def inference_copy(card, trained, int8: bool):
+    """An inference-form model (LoRA merged) with the trained model's weights, optionally int8."""
+    from stclip_cli.cards import build_model, save_checkpoint
+    from stclip_cli.model.int8 import quantize_int8
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.safetensors"
+        save_checkpoint(path, trained, card, {"step": 0})
+        model = build_model(card, checkpoint=path, inference=True)
+    return quantize_int8(model) if int8 else model
+
+
+def inputs(model, persons: int, seed: int = 0):
+    size = model.clip.visual.image_size[0]
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randn(9, 3, size, size, generator=g)
+    return frames, torch.arange(9)[None], frames[4:5], torch.randn(persons, 3, size, size, generator=g), torch.zeros(persons, dtype=torch.long)
+
+
+def seconds(run, repeats: int) -> float:
+    run()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    return (time.perf_counter() - start) / repeats
+
+
+def model_only(model, persons: int, reference_style: bool, repeats: int) -> float:
+    """Seconds per keyframe; stclip embeds one new frame per keyframe (stride 1), the reference all nine."""
+    frames, windows, key, crops, person_frame = inputs(model, persons)
+    text = model.encode_text(ACTIONS)
+    tokens = model.tokenizer(ACTIONS)
+
+    def ours():
+        with torch.inference_mode():
+            patches = model.frame_patches(frames[8:9]).expand(9, -1, -1)
+            model(patches, windows, key, crops, person_frame, text)
+
+    def reference():
+        with torch.inference_mode():
+            fresh_text = model.clip.encode_text(tokens).float()
+            for _ in range(persons):
+                model.clip.encode_image(key)
+            model(model.frame_patches(frames), windows, key, crops, person_frame, fresh_text)
+
+    return seconds(reference if reference_style else ours, repeats)
+
+
+def deviation(fp32, fast, batches) -> dict:
+    """max |d logits|, max |d probs| and argmax agreement of ``fast`` against ``fp32`` over ``batches`` of inputs."""
+    worst_logit = worst_prob = 0.0
+    agree = total = 0
+    for args, text in batches:
+        with torch.inference_mode():
+            a = fp32(fp32.frame_patches(args[0]), *args[1:], text).float()
+            b = fast(fast.frame_patches(args[0]), *args[1:], text).float()
+        worst_logit = max(worst_logit, float((a - b).abs().max()))
+        worst_prob = max(worst_prob, float((a.softmax(-1) - b.softmax(-1)).abs().max()))
+        agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+        total += a.shape[0]
+    return {"max_abs_logit": worst_logit, "max_abs_prob": worst_prob, "argmax_agreement": agree / max(total, 1)}
+
+
+def random_batches(model, n: int = 8, persons: int = 5):
+    text = model.encode_text(ACTIONS)
+    return [(inputs(model, persons, seed), text) for seed in range(n)]
+
+
+def golden_deviation(int8: bool) -> dict | None:
+    """The fast path's deviation on the golden reference's weights and inputs (None without ../shared)."""
+    if not GOLDEN.is_file():
+        return None
+    import open_clip
+
+    from stclip_cli.cards import ModelCard, build_model
+    from stclip_cli.model.int8 import quantize_int8
+    from stclip_cli.reference import load_reference_weights, read_reference
+
+    golden = torch.load(GOLDEN, map_location="cpu", weights_only=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "stclip-golden-tiny.json").write_text(golden["open_clip_config"])
+        open_clip.add_model_config(Path(tmp))
+    card = ModelCard(name="golden", kind="stclip", backbone="stclip-golden-tiny", pretrained=None)
+    models = []
+    for quantized in (False, int8):
+        model = build_model(card)
+        load_reference_weights(model, read_reference(GOLDEN), include_clip=True)
+        models.append(quantize_int8(model.eval()) if quantized else model.eval())
+    frames, crops = golden["frames"], golden["crops"]
+    text = models[0].encode_text(golden["actions"])
+    batch = ((frames, torch.arange(9)[None], frames[4:5], crops, torch.zeros(len(crops), dtype=torch.long)), text)
+    return deviation(models[0], models[1], [batch])
+
+
+def write_boxes(path: Path, frames: int, persons: int, width: int, height: int) -> Path:
+    """COCO-results boxes (xywh): ``persons`` side-by-side person-shaped boxes on every frame."""
+    step = width / persons
+    rows = [{"image_id": f, "bbox": [k * step + 2, height * 0.1, step - 4, height * 0.85], "score": 0.9}
+            for f in range(frames) for k in range(persons)]
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def trim(video: Path, out: Path, seconds_: float) -> Path:
+    """The first ``seconds_`` of ``video`` (re-encoded), for shorter end-to-end runs."""
+    with av.open(str(video)) as src, av.open(str(out), "w") as dst:
+        stream = src.streams.video[0]
+        rate = stream.average_rate
+        ostream = dst.add_stream("libx264", rate=rate)
+        ostream.width, ostream.height, ostream.pix_fmt = stream.width, stream.height, "yuv420p"
+        for i, frame in enumerate(src.decode(stream)):
+            if i >= round(seconds_ * float(rate)):
+                break
+            for packet in ostream.encode(frame.reformat(format="yuv420p")):
+                dst.mux(packet)
+        for packet in ostream.encode():
+            dst.mux(packet)
+    return out
+
+
+def end_to_end(video: Path, checkpoint: Path, boxes: Path, stride: int, int8: bool, out: Path) -> tuple[float, int]:
+    """Wall seconds of the real command in a fresh process, and the keyframes it scored."""
+    argv = [sys.executable, "-m", "stclip_cli", "detect", str(video), "--actions", ",".join(ACTIONS), "--model",
+            "stclip-vitb16", "--checkpoint", str(checkpoint), "--pretrained", "none", "--boxes", str(boxes),
+            "--stride", str(stride), "--json", str(out), "--quiet", *(["--int8"] if int8 else [])]
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - start
+    return wall, len(json.loads(out.read_text())["frames"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--persons", default="2,5")
+    parser.add_argument("--strides", default="1,8")
+    parser.add_argument("--paths", default="fp32,int8", help="fp32 and/or int8")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the sample clip to run end to end")
+    parser.add_argument("--fp32-stride1-seconds", type=float, default=None,
+                        help="a shorter clip for the slowest runs (fp32 at stride 1); default: --seconds")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    persons_list = [int(p) for p in args.persons.split(",")]
+    strides = [int(s) for s in args.strides.split(",")]
+    paths = args.paths.split(",")
+    console = Console(width=150)
+    card, trained = random_model()
+    models = {name: inference_copy(card, trained, name == "int8") for name in paths}
+    rows: list[dict] = []
+    deviations = {}
+    for name in paths:
+        if name != "fp32":
+            deviations[name] = {"random_vitb16": deviation(models["fp32"] if "fp32" in models else inference_copy(card, trained, False),
+                                                           models[name], random_batches(models[name])),
+                                "golden": golden_deviation(name == "int8")}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        from stclip_cli.cards import save_checkpoint
+
+        checkpoint = tmp_path / "vitb16-random.safetensors"
+        save_checkpoint(checkpoint, trained, card, {"step": 0})
+        clips = {}
+        for secs in {args.seconds, args.fp32_stride1_seconds or args.seconds}:
+            clips[secs] = SAMPLE if secs >= 10 else trim(SAMPLE, tmp_path / f"clip{secs}.mp4", secs)
+        for persons in persons_list:
+            reference = model_only(models.get("fp32") or inference_copy(card, trained, False), persons, True, args.repeats)
+            rows.append({"path": "reference-style", "persons": persons, "stride": None, "kind": "model only",
+                         "s_per_keyframe": reference, "ratio": 1.0})
+            for name in paths:
+                sec = model_only(models[name], persons, False, args.repeats)
+                rows.append({"path": name, "persons": persons, "stride": None, "kind": "model only",
+                             "s_per_keyframe": sec, "ratio": sec / reference})
+                for stride in strides:
+                    secs = args.fp32_stride1_seconds if (name == "fp32" and stride == 1 and args.fp32_stride1_seconds) else args.seconds
+                    clip = clips[secs]
+                    boxes = write_boxes(tmp_path / f"boxes{persons}.json", 400, persons, 340, 256)
+                    wall, keyframes = end_to_end(clip, checkpoint, boxes, stride, name == "int8", tmp_path / "out.json")
+                    rows.append({"path": name, "persons": persons, "stride": stride, "kind": "end to end",
+                                 "clip_seconds": secs, "keyframes": keyframes, "wall_s": wall,
+                                 "s_per_keyframe": wall / keyframes, "ratio": wall / keyframes / reference})
+                    console.print(f"  {name} {persons} persons stride {stride}: {wall:.1f} s for {keyframes} keyframes", highlight=False)
+    table = Table(title=f"ST-CLIP ViT-B/16 seconds per keyframe, CPU ({platform.processor() or platform.machine()}), "
+                        f"torch threads {torch.get_num_threads()}, 6 actions, T=9")
+    for col in ("path", "persons", "stride", "measured", "s / keyframe", "vs reference-style model-only"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        stride = "-" if r["stride"] is None else str(r["stride"])
+        kind = r["kind"] + (f" ({r['clip_seconds']:g} s clip, {r['keyframes']} keyframes)" if r["kind"] == "end to end" else "")
+        table.add_row(r["path"], str(r["persons"]), stride, kind, f"{r['s_per_keyframe']:.3f}", f"{r['ratio']:.2f}x")
+    console.print(table)
+    for name, dev in deviations.items():
+        for where, d in dev.items():
+            if d is not None:
+                console.print(f"{name} vs fp32 on {where}: max |logit| {d['max_abs_logit']:.2e}, max |prob| "
+                              f"{d['max_abs_prob']:.2e}, argmax agreement {100 * d['argmax_agreement']:.1f}%", highlight=False)
+    out = ROOT / "benchmarks" / "results" / "speed-cpu.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                               "torch": torch.__version__, "rows": rows, "deviation": deviations}, indent=2))
+    console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

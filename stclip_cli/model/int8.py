@@ -1,0 +1,120 @@
+"""The int8 CPU path (``--int8``): dynamic int8 quantization of every linear layer of the image side.
+
+ST-CLIP's CPU time is matrix products (about 90% on ViT-B/16): the ViT's attention projections and FFNs for the
+keyframe, each person crop and the interaction sequence, the temporal block and the prompt layers. torch's dynamic
+quantization runs nn.Linear as int8 matrix products (fbgemm, VNNI where the CPU has it) with per-batch activation
+scales. It cannot reach nn.MultiheadAttention's fused input projection (a bare parameter, a third of the ViT's
+matrix work), so those attentions are first rebuilt as ``SelfAttention`` with real nn.Linear projections: the same
+computation (checked in the tests to 1e-5), now quantizable. The text encoder runs once per action list and stays
+float. Inference only; the accuracy cost is measured in benchmarks/detect_speed.py.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SelfAttention(nn.Module):
+    """nn.MultiheadAttention's self-attention with its projections as nn.Linear modules (``qkv`` and ``out_proj``).
+
+    Takes the same call as nn.MultiheadAttention (query, key, value, key_padding_mask, need_weights, attn_mask,
+    average_attn_weights) for self-attention (query is key is value), as open_clip's blocks and stclip call it.
+    Hand-written because torch has no quantizable form of nn.MultiheadAttention for dynamic quantization.
+    """
+
+    def __init__(self, attention: nn.MultiheadAttention) -> None:
+        super().__init__()
+        if not attention._qkv_same_embed_dim or attention.in_proj_bias is None:
+            raise ValueError("only nn.MultiheadAttention with one in_proj and biases can be converted")
+        dim = attention.embed_dim
+        self.num_heads, self.batch_first = attention.num_heads, attention.batch_first
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out_proj = nn.Linear(dim, dim, bias=attention.out_proj.bias is not None)
+        with torch.no_grad():
+            self.qkv.weight.copy_(attention.in_proj_weight)
+            self.qkv.bias.copy_(attention.in_proj_bias)
+            self.out_proj.weight.copy_(attention.out_proj.weight)
+            if attention.out_proj.bias is not None:
+                self.out_proj.bias.copy_(attention.out_proj.bias)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention of ``query`` (B, S, D), or (S, B, D) when not batch-first; returns (output, weights)."""
+        if (key is not None and key is not query) or (value is not None and value is not query):
+            raise ValueError("SelfAttention computes self-attention only (query is key is value)")
+        x = query if self.batch_first else query.transpose(0, 1)
+        b, s, d = x.shape
+        q, k, v = self.qkv(x).view(b, s, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        mask = _additive_mask(attn_mask, key_padding_mask, b, s, x.dtype)
+        if need_weights:
+            scores = q @ k.transpose(-1, -2) / (q.shape[-1] ** 0.5)
+            weights = (scores if mask is None else scores + mask).softmax(dim=-1)
+            out = weights @ v
+            returned = weights.mean(dim=1) if average_attn_weights else weights
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None)
+            returned = None
+        out = self.out_proj(out.transpose(1, 2).reshape(b, s, d))
+        return (out if self.batch_first else out.transpose(0, 1)), returned
+
+
+def _additive_mask(attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None, batch: int, length: int,
+                   dtype: torch.dtype) -> torch.Tensor | None:
+    """One additive (B, 1, S, S)-broadcastable mask from nn.MultiheadAttention's two (True = not attended)."""
+    masks = []
+    if attn_mask is not None:
+        masks.append(torch.zeros_like(attn_mask, dtype=dtype).masked_fill(attn_mask, float("-inf"))
+                     if attn_mask.dtype == torch.bool else attn_mask.to(dtype))
+    if key_padding_mask is not None:
+        pad = torch.zeros(batch, 1, 1, length, dtype=dtype, device=key_padding_mask.device)
+        masks.append(pad.masked_fill(key_padding_mask[:, None, None, :], float("-inf")))
+    if not masks:
+        return None
+    return masks[0] if len(masks) == 1 else masks[0] + masks[1]
+
+
+def split_attention(module: nn.Module) -> int:
+    """Replace every nn.MultiheadAttention under ``module`` by an equal ``SelfAttention``; returns how many."""
+    count = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.MultiheadAttention):
+            setattr(module, name, SelfAttention(child))
+            count += 1
+        else:
+            count += split_attention(child)
+    return count
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """The int8 CPU form of an inference model (in place): image side and ST-CLIP heads in dynamic int8, the text
+    encoder (run once per action list) left as it is. Call ``encode_text`` for the actions before or after: the
+    text tower is untouched."""
+    from torch.ao.quantization import quantize_dynamic  # deprecated in favour of torchao, which has no fast CPU path
+
+    from .lora import fold_adapters
+
+    fold_adapters(model)  # a training-form model's LoRA adapters become plain (quantizable) linear layers
+    clip = model.clip
+    parts = [clip.visual, *(m for name, m in model.named_children() if name != "clip")]
+    for part in parts:
+        split_attention(part)
+        with warnings.catch_warnings():  # torch's deprecation notices for eager quantization: not the user's concern
+            warnings.simplefilter("ignore")
+            quantize_dynamic(part, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model
+
+
+__all__ = ["SelfAttention", "quantize_int8", "split_attention"]
