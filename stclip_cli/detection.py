@@ -6,7 +6,6 @@ import json
 import math
 import os
 from collections.abc import Sequence
-import logging
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,6 +14,7 @@ import numpy as np
 import supervision as sv
 
 from stclip_cli.errors import StclipError, first_line
+from stclip_cli.quiet import quiet_logger
 
 
 class PersonDetector(Protocol):
@@ -120,13 +120,8 @@ def _load_yolo(model: str) -> Any:
     os.environ.setdefault("YOLO_VERBOSE", "False")
     import ultralytics  # noqa: F401  (its import configures the logger we quieten)
 
-    logger = logging.getLogger("ultralytics")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
+    with quiet_logger("ultralytics"):
         return _yolo(model)
-    finally:
-        logger.setLevel(level)
 
 
 def _yolo(model: str) -> Any:

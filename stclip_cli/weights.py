@@ -8,17 +8,15 @@ within seconds (huggingface_hub alone retries for about a minute and logs every 
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from .errors import StclipError
+from .quiet import quiet_logger
 
 HF_PREFIX = "hf-hub:"
 CHECKPOINT_ENV = "STCLIP_CHECKPOINT"
@@ -105,7 +103,7 @@ def hub_file(repo: str, filenames: list[str], what: str, flag: str) -> str:
         raise StclipError(f"no cached copy of {what} and HF_HUB_OFFLINE is set; download {url} and pass {flag}")
     _require_host(host, f"no cached copy of {what} and {host} cannot be reached; download {url} and pass {flag}")
     last: Exception | None = None
-    with _quiet_hub():
+    with quiet_logger("huggingface_hub"):  # it logs a warning per retry; our one line says what to do
         for name in filenames:
             try:
                 return hf_hub_download(repo, name)
@@ -124,18 +122,6 @@ def _require_host(host: str, message: str) -> None:
             return
     except OSError:
         raise StclipError(message) from None
-
-
-@contextlib.contextmanager
-def _quiet_hub() -> Iterator[None]:
-    """huggingface_hub logs a warning per retry; our one error line says what to do instead."""
-    logger = logging.getLogger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def checkpoint_source(checkpoint: str | None) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from pathlib import Path
 from unittest import mock
@@ -14,6 +13,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
 from ..errors import StclipError
+from ..quiet import quiet_logger
 from ..weights import clip_source
 
 OPEN_CLIP_CONFIGS = Path(__file__).resolve().parents[2] / "models" / "open_clip"
@@ -42,7 +42,7 @@ def create_clip(
     source = clip_source(backbone, pretrained, clip_weights)
     try:
         # random weights (no source) are drawn from a fixed seed: a checkpoint trained on them stays valid
-        with _quiet_open_clip(), _restricted_unpickling(), torch.random.fork_rng(devices=[]):
+        with quiet_logger(), _restricted_unpickling(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = open_clip.create_model(
                 backbone,
@@ -72,18 +72,6 @@ def _restricted_unpickling():
     with mock.patch.dict(os.environ, {"TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}):  # restores the environment on exit
         os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
         yield
-
-
-@contextlib.contextmanager
-def _quiet_open_clip():
-    """open_clip logs a root-logger warning for random weights, which we ask for knowingly (tests, counts)."""
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def check_supported(model: nn.Module) -> None:
