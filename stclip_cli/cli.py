@@ -192,7 +192,7 @@ def detect(
         raise StclipError("--smooth needs --track (scores are smoothed along a track)")
     if frame_fit not in ("crop", "letterbox"):
         raise StclipError(f"--frame-fit must be crop or letterbox, not '{frame_fit}'")
-    from .streams import StreamInput, check_inputs
+    from .inputs import StreamInput, check_inputs
 
     failures = 0
     inputs = check_inputs(videos, single_action, live, timeout, _warn, _note)
@@ -289,7 +289,7 @@ def _sinks(plan: dict, top_k: int) -> list:
 def _window(video, top_k: int):
     """--show's window: q stops a stream (its outputs are finished) and is Ctrl-C for a file."""
     from .display import WindowSink
-    from .streams import StreamInput
+    from .inputs import StreamInput
 
     return WindowSink(video.name, top_k, video.stop.set) if isinstance(video, StreamInput) else WindowSink(video.name, top_k)
 
@@ -297,7 +297,7 @@ def _window(video, top_k: int):
 def _pace_meter(video):
     """A stream's latency and stride meter for the summary; None for a file."""
     from .pacing import PaceMeter
-    from .streams import StreamInput
+    from .inputs import StreamInput
 
     return PaceMeter() if isinstance(video, StreamInput) else None
 

@@ -17,9 +17,9 @@ import numpy as np
 import supervision as sv
 
 from .detection import PersonDetector, clip_to_frame, fp_filter
+from .inputs import StreamInput
 from .outputs import SCORES, FrameResult, ModelInfo
 from .scoring import KeyframeRequest, Scorer
-from .streams import StreamInput
 from .tracking import PersonTracker, smooth_scores
 from .video import Frame, VideoInfo, VideoSource, open_video
 from .windows import EveryNth, KeyframeSchedule, Window, iter_windows

@@ -8,16 +8,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import av
 import cv2
 import numpy as np
 
 from stclip_cli.errors import StclipError
-
-if TYPE_CHECKING:
-    from stclip_cli.streams import StreamInput
+from stclip_cli.inputs import StreamInput, is_stream
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_FOLDER_FPS = 25.0
@@ -75,7 +73,7 @@ def open_video(path: str | Path | StreamInput, fps: float | None = None, threads
     ``fps`` applies to frame folders (default 25) and to streams whose frames carry no timestamps; a video file's
     rate comes from its container.
     """
-    from .streams import StreamInput, is_stream, open_stream  # streams.py builds on this module
+    from .streams import open_stream  # streams.py builds on this module
 
     if isinstance(path, StreamInput) or (isinstance(path, str) and is_stream(path)):
         return open_stream(path if isinstance(path, StreamInput) else StreamInput(path), fps)

@@ -33,7 +33,7 @@ from stclip_cli.outputs import FrameResult, JsonLinesSink, ModelInfo, VideoSink
 from stclip_cli.pacing import AdaptiveStride, PaceMeter
 from stclip_cli.predictor import DetectOptions, Predictor
 from stclip_cli.scoring import Scorer
-from stclip_cli.streams import StreamInput, check_inputs, is_stream
+from stclip_cli.inputs import StreamInput, check_inputs, is_stream
 from stclip_cli.video import Frame, VideoInfo
 from test_cli_detect import ACTIONS, base_args, boxes_file, checkpoint, detect, one_line_error  # noqa: F401 (fixture)
 
