@@ -66,7 +66,7 @@ class StreamSource(PyAVSource):
         except av.FFmpegError as err:
             what = {"url": "cannot open the stream", "webcam": "cannot open the webcam",
                     "stdin": "not a video FFmpeg can read"}[self.spec.kind]
-            waited = time.monotonic() - started >= 0.9 * self.spec.timeout
+            waited = self.spec.kind == "url" and time.monotonic() - started >= 0.9 * self.spec.timeout
             raise StclipError(f"{self.name}: {what} ({self._why(err, waited)})") from None
         if self.live is None:
             self.live = container.duration is None
@@ -79,7 +79,8 @@ class StreamSource(PyAVSource):
             super()._open()
         except StclipError as err:
             container = self._container
-            if self.spec.kind != "webcam" and container is not None and "mp4" in container.format.name:
+            undecodable = "no decodable video frames" in str(err)
+            if undecodable and self.spec.kind != "webcam" and container is not None and "mp4" in container.format.name:
                 raise StclipError(f"{err}; {MP4_HINT}") from None
             raise
 
