@@ -1,5 +1,5 @@
-"""Keeping up with a live source: a keyframe schedule whose stride grows when scoring falls behind the source's own
-pace and comes back once it keeps up, and the latency and stride that the end-of-run summary reports."""
+"""Keeping up with a live source: a keyframe schedule whose stride grows when scoring cannot keep up with the
+source's rate and comes back once it can, and the latency and stride that the end-of-run summary reports."""
 
 from __future__ import annotations
 
@@ -13,45 +13,53 @@ import numpy as np
 from .outputs import FrameResult, ModelInfo
 from .video import Frame, VideoInfo
 
-DEFAULT_BUDGET_S = 1.0  # how far behind the source (seconds) scoring may fall before fewer frames are scored
+PERIOD_S = 1.0  # seconds of video between two judgements of the load
+HIGH_LOAD = 0.75  # busier than this share of real time: fewer keyframes (the margin drains a backlog)
+LOW_LOAD = 0.4  # idler than this: more keyframes again
 LATENCIES_KEPT = 100_000  # the summary's latency percentiles are over the last this-many scored frames
 
 
 class AdaptiveStride:
     """The ``KeyframeSchedule`` (windows.py) of a live source, which does not wait for us.
 
-    A frame's *lag* is how much later it arrives (``Frame.arrival``, or ``clock()``) than the source's own pace, as
-    its timestamps give it, compared with the earliest pace seen: frames that arrive later and later are a backlog.
-    When the lag exceeds ``budget_s`` and has not shrunk since the last change, the stride doubles (at most
-    ``max_stride``); once the lag is under a quarter of the budget, it comes back down by a quarter, never under the
-    asked ``stride``. Changes are at least ``budget_s`` of video time apart, the time a change takes to show.
-    ``warn`` gets one line when scoring first falls behind, and one if even ``max_stride`` cannot keep up.
+    Its *load* is the share of real time stclip spends working rather than waiting for the source: the wall time
+    between two keyframes (their ``Frame.arrival``, or ``clock()``) less the time spent waiting for frames in between
+    (``waited``, which the source reports), per second of video they span. A load above 1 falls further and further
+    behind, whatever the source's delivery: a steady camera, or HLS segments that come in bursts and look late. After
+    each ``period_s`` of video or of wall time, whichever comes first (the first period, the model's warm-up, is not
+    judged), a load above ``HIGH_LOAD`` doubles the stride (at most ``max_stride``) and one under ``LOW_LOAD`` brings it down by a quarter, never under the asked
+    ``stride``. ``warn`` gets one line when scoring first falls behind, and one if even ``max_stride`` cannot keep up.
     """
 
-    def __init__(self, stride: int, max_stride: int, budget_s: float = DEFAULT_BUDGET_S,
+    def __init__(self, stride: int, max_stride: int, period_s: float = PERIOD_S,
                  warn: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
         self.base = self.stride = stride
         self.max_stride = max(stride, max_stride)
-        self.budget = budget_s
+        self.period = period_s
         self.warn = warn
         self.clock = clock
-        self.lag = 0.0
+        self.load: float | None = None
         self._next = 0
         self._steps: dict[int, int] = {}
-        self._pace: float | None = None  # smallest (arrival - frame time) seen: the source's pace
-        self._last_time: float | None = None
-        self._changed_at: float | None = None  # video time of the last change
-        self._lag_at_change = 0.0
+        self._start: tuple[float, float] | None = None  # (wall time, video time) where the current period began
+        self._waited = 0.0
+        self._periods = 0
         self._warned: set[str] = set()
 
+    def waited(self, seconds: float) -> None:
+        """Count time spent waiting for the source's next frame (the source calls this as it hands each over)."""
+        self._waited += seconds
+
     def is_key(self, frame: Frame) -> bool:
-        """Measure the frame's lag; if it is the next keyframe, choose the stride to the one after it."""
-        self._measure(frame)
+        """Whether ``frame`` is the next keyframe; if so, judge the load and choose the stride to the one after."""
+        now = frame.arrival if frame.arrival is not None else self.clock()
+        if self._start is None or frame.time < self._start[1]:  # the first frame, or the source's clock went back
+            self._start, self._waited = (now, frame.time), 0.0
         if frame.index != self._next:
             return False
-        self._adapt(frame.time)
+        self._adapt(now, frame.time)
         self._steps[frame.index] = self.stride
         self._next = frame.index + self.stride
         return True
@@ -60,34 +68,31 @@ class AdaptiveStride:
         """The stride chosen when keyframe ``key`` arrived."""
         return self._steps.pop(key)
 
-    def _measure(self, frame: Frame) -> None:
-        arrival = frame.arrival if frame.arrival is not None else self.clock()
-        if self._last_time is not None and frame.time < self._last_time:
-            self._pace = self._changed_at = None  # the source's clock went back (it restarted): measure afresh
-        self._last_time = frame.time
-        offset = arrival - frame.time
-        if self._pace is None or offset < self._pace:
-            self._pace = offset
-        self.lag = offset - self._pace
-
-    def _adapt(self, now: float) -> None:
-        if self._changed_at is not None and now - self._changed_at < self.budget:
-            return
-        if self.lag > self.budget and self.lag > self._lag_at_change:
+    def _adapt(self, now: float, video_time: float) -> None:
+        assert self._start is not None
+        wall, start = self._start
+        if video_time <= start or (video_time - start < self.period and now - wall < self.period):
+            return  # judged every period of video or of wall time, whichever comes first
+        self.load = max(0.0, now - wall - self._waited) / (video_time - start)
+        self._start, self._waited = (now, video_time), 0.0
+        self._periods += 1
+        if self._periods == 1:
+            return  # the first period includes the model's warm-up
+        if self.load > HIGH_LOAD:
             if self.stride >= self.max_stride:
-                self._warn_once("max", f"still {self.lag:.1f} s behind the live source scoring 1 frame in "
-                                       f"{self.stride}, the fewest stclip scores; decoding alone may be slower "
-                                       "than the source")
+                self._warn_once("max", f"scoring 1 frame in {self.stride}, the fewest stclip scores, still takes "
+                                       f"{self.load:.1f} s per second of the live source: decoding alone may be "
+                                       "slower than the source")
                 return
             new = min(self.stride * 2, self.max_stride)
-            self._warn_once("behind", f"scoring falls behind the live source ({self.lag:.1f} s): scoring 1 frame in "
-                                      f"{new} instead of 1 in {self.base} while it does (the summary and each JSON "
-                                      "line give the stride)")
-        elif self.lag < self.budget / 4 and self.stride > self.base:
+            self._warn_once("behind", f"scoring cannot keep up with the live source ({self.load:.1f} s of work per "
+                                      f"second of video): scoring 1 frame in {new} instead of 1 in {self.base} while "
+                                      "it cannot (the summary and each JSON line give the stride)")
+        elif self.load < LOW_LOAD and self.stride > self.base:
             new = max(self.base, self.stride * 3 // 4)
         else:
             return
-        self.stride, self._changed_at, self._lag_at_change = new, now, self.lag
+        self.stride = new
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:

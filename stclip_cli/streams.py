@@ -52,6 +52,7 @@ class StreamSource(PyAVSource):
         self.spec = spec
         self.live = spec.known_live
         self._handlers: dict[int, Any] | None = None
+        self._schedule: AdaptiveStride | None = None
         super().__init__(spec.label, threads=True, name=spec.name)
         assert self._first is not None
         if fps and self._first.pts is None:
@@ -97,7 +98,8 @@ class StreamSource(PyAVSource):
         if not self.live:
             return EveryNth(stride)
         longest = max(stride, math.ceil(self.info.fps * MAX_KEYFRAME_GAP_S))
-        return AdaptiveStride(stride, longest, warn=lambda text: self.spec.warn(f"{self.name}: {text}"))
+        self._schedule = AdaptiveStride(stride, longest, warn=lambda text: self.spec.warn(f"{self.name}: {text}"))
+        return self._schedule
 
     def __iter__(self) -> Iterator[Frame]:
         frames = super().__iter__()
@@ -105,6 +107,7 @@ class StreamSource(PyAVSource):
         self._arm()
         try:
             while not self.spec.stop.is_set():
+                asked = time.monotonic()
                 try:
                     frame = next(frames, None)
                 except StclipError as err:
@@ -117,6 +120,8 @@ class StreamSource(PyAVSource):
                         break
                     return
                 count += 1
+                if self._schedule is not None and frame.arrival is not None:
+                    self._schedule.waited(frame.arrival - asked)  # waiting for the source is not falling behind
                 yield frame
             self.spec.note(f"{self.name}: stopped after {count} frames; scoring the frames already read, then "
                            "closing the outputs (Ctrl-C again aborts)")
