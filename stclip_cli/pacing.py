@@ -13,7 +13,7 @@ import numpy as np
 from .outputs import FrameResult, ModelInfo
 from .video import Frame, VideoInfo
 
-PERIOD_S = 1.0  # seconds of video between two judgements of the load
+PERIOD_S = 1.0  # seconds (of video, or of wall time when behind) between two judgements of the load
 HIGH_LOAD = 0.75  # busier than this share of real time: fewer keyframes (the margin drains a backlog)
 LOW_LOAD = 0.4  # idler than this: more keyframes again
 LATENCIES_KEPT = 100_000  # the summary's latency percentiles are over the last this-many scored frames
@@ -27,8 +27,9 @@ class AdaptiveStride:
     (``waited``, which the source reports), per second of video they span. A load above 1 falls further and further
     behind, whatever the source's delivery: a steady camera, or HLS segments that come in bursts and look late. After
     each ``period_s`` of video or of wall time, whichever comes first (the first period, the model's warm-up, is not
-    judged), a load above ``HIGH_LOAD`` doubles the stride (at most ``max_stride``) and one under ``LOW_LOAD`` brings it down by a quarter, never under the asked
-    ``stride``. ``warn`` gets one line when scoring first falls behind, and one if even ``max_stride`` cannot keep up.
+    judged), a load above ``HIGH_LOAD`` doubles the stride (at most ``max_stride``) and one under ``LOW_LOAD`` brings
+    it down by a quarter, never under the asked ``stride``. ``warn`` gets one line when scoring first falls behind,
+    and one if even ``max_stride`` cannot keep up.
     """
 
     def __init__(self, stride: int, max_stride: int, period_s: float = PERIOD_S,
