@@ -138,7 +138,8 @@ def params(model: str = typer.Option("stclip-vitb16", help="model card name or .
 @app.command()
 @friendly
 def detect(
-    videos: list[Path] = typer.Argument(..., help="video files (anything FFmpeg decodes) or folders of frames"),
+    videos: list[str] = typer.Argument(..., help="video files (anything FFmpeg decodes), folders of frames, or streams: "
+                                       "rtsp:// or http(s):// URLs, a webcam (/dev/video0, webcam:0), - for standard input"),
     actions: Optional[str] = typer.Option(None, help='comma-separated action names, e.g. "brush teeth,fishing"'),
     actions_file: Optional[Path] = typer.Option(None, help="a file with one action name per line"),
     model: str = typer.Option("stclip", help="stclip, baseline, baseline-crop, or a model card (name or .yaml)"),
@@ -161,11 +162,15 @@ def detect(
     json_out: Optional[str] = typer.Option(None, "--json", help="JSON output: a file, - for stdout, or a folder (ends with /)", show_default="<video>.stclip.json beside each video"),
     video_out: Optional[str] = typer.Option(None, "--video", help="annotated video: .mp4, .m4v, .mov or .mkv, or a folder (ends with /)"),
     csv_out: Optional[str] = typer.Option(None, "--csv", help="AVA-style CSV output: a file, - for stdout, or a folder (ends with /)"),
+    jsonl_out: Optional[str] = typer.Option(None, "--jsonl", help="JSON Lines, one line per scored frame, flushed as it is scored: a file, - for stdout, or a folder (ends with /)", show_default="a stream's go to stdout when no output is named"),
+    show: bool = typer.Option(False, "--show", help="show the annotated frames in a window as they are scored (q quits)"),
+    live: Optional[bool] = typer.Option(None, "--live/--no-live", help="streams: score fewer frames when scoring falls behind the source", show_default="rtsp/rtmp/udp/srt, webcams, http(s) without a duration"),
+    timeout: float = typer.Option(10.0, min=0.1, help="streams: seconds to wait for a network source to answer or send data"),
     plot: Optional[str] = typer.Option(None, "--plot", help="timeline PNG: each person's top actions over time, or a folder (ends with /)"),
     top_k: int = typer.Option(2, min=1, help="actions drawn per person in --video"),
     frame_fit: str = typer.Option("crop", help="context frame: crop (CLIP's centre crop, the paper) or letterbox"),
     interest_k: Optional[int] = typer.Option(None, min=0, help="interest tokens per person (multi-action data, AVA: 100); 0 = all tokens", show_default="the card's"),
-    fps: Optional[float] = typer.Option(None, help="frame rate of a folder of frames", show_default="25"),
+    fps: Optional[float] = typer.Option(None, help="frame rate of a folder of frames, or of a stream without timestamps (raw H.264 on -)", show_default="25"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
     batch_size: int = typer.Option(8, min=1, help="keyframes scored per forward pass"),
     half: bool = typer.Option(False, help="bf16 on GPU"),
@@ -177,7 +182,8 @@ def detect(
     Examples: stclip detect video.mp4 --actions "brush teeth,fishing" ;
     stclip detect clip.mp4 --actions-file actions.txt --checkpoint runs/jhmdb-split1/final.safetensors --video out.mp4 ;
     stclip detect clip.mp4 --actions "clap,wave" --model baseline-crop --boxes boxes.json --json - ;
-    stclip detect clip.mp4 --actions "clap,wave" --track --plot timeline.png
+    stclip detect clip.mp4 --actions "clap,wave" --track --plot timeline.png ;
+    stclip detect rtsp://camera/stream --actions "fall down,fight" --jsonl - --video live.mp4
     """
     from .actions import parse_actions
 
@@ -189,19 +195,38 @@ def detect(
         raise StclipError(f"--frame-fit must be crop or letterbox, not '{frame_fit}'")
     if int8 and (half or device.startswith("cuda")):
         raise StclipError("--int8 is the CPU path; on a GPU use --half (bf16)")
+    from .inputs import StreamInput, check_inputs
+
     failures = 0
-    for missing in [v for v in videos if not v.exists()]:
+    inputs = check_inputs(videos, single_action, live, timeout, _warn, _note)
+    for missing in [v for v in inputs if isinstance(v, Path) and not v.exists()]:
         failures += 1
         console.print(f"[red]error:[/red] video not found: {escape(str(missing))}", highlight=False, soft_wrap=True)
-    videos = [v for v in videos if v.exists()]
-    if not videos:
+    inputs = [v for v in inputs if isinstance(v, StreamInput) or v.exists()]
+    if not inputs:
         raise typer.Exit(1)
+    if show:
+        from .display import check_display
+
+        check_display()
     for path, flag in ((clip_weights, "--clip-weights"), (boxes, "--boxes")):
         if path is not None and not path.is_file():
             raise StclipError(f"file not found: {path} ({flag})")
     from .destinations import plan_outputs
 
-    plans = plan_outputs(videos, {"json": json_out, "video": video_out, "csv": csv_out, "plot": plot})
+    plans = plan_outputs([v.text if isinstance(v, StreamInput) else v for v in inputs],
+                         {"json": json_out, "jsonl": jsonl_out, "video": video_out, "csv": csv_out, "plot": plot},
+                         default=None if show else "json")
+    for video in [v for v in inputs if isinstance(v, StreamInput)]:
+        try:
+            video.probe()  # a dead URL fails now, within --timeout, before the models load
+        except StclipError as err:
+            failures += 1
+            console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+            plans.pop(inputs.index(video))
+            inputs.remove(video)
+    if not inputs:
+        raise typer.Exit(1)
     card, note = _detect_card(model, checkpoint, backbone, pretrained, window, interest_k)
     from .model.clip_backbone import register_model_configs
     from .weights import clip_source
@@ -231,17 +256,26 @@ def detect(
                      "sigmoid" if card.multi_label else "softmax", note, precision)
     summaries = []
     timelines = []  # the terminal summary's, when it can show them
-    for video, plan in zip(videos, plans):
+    paces = []  # a stream's latency and stride, for the summary
+    for video, plan in zip(inputs, plans):
         try:
-            sinks = _sinks(plan, top_k)
+            sinks = _sinks(plan, top_k) + ([_window(video, top_k)] if show else [])
+            meter = _pace_meter(video)  # last: it times each result after the outputs got it
             collector = _timeline_collector(quiet)
-            summaries.append((_run_one(predictor, video, sinks + ([collector] if collector else []), info, quiet), plan))
+            extra = [sink for sink in (meter, collector) if sink is not None]
+            summaries.append((_run_one(predictor, video, sinks + extra, info, quiet), plan))
             timelines.append(collector)
+            if meter is not None:
+                paces.append(f"{video.name}: {meter.summary(stride)}")
+            if isinstance(video, StreamInput) and video.failure is not None:
+                raise StclipError(video.failure)
         except StclipError as err:
             failures += 1
             console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
     if not quiet and summaries:
         _print_summary(summaries, names, timelines)
+        for line in paces:
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
     if failures:
         raise typer.Exit(1)
 
@@ -254,11 +288,36 @@ FALLBACK_NOTE = (
 
 def _sinks(plan: dict, top_k: int) -> list:
     """The sinks of one video, from its planned targets (destinations.plan_outputs)."""
-    from .outputs import CsvSink, JsonSink, VideoSink
+    from .outputs import CsvSink, JsonLinesSink, JsonSink, VideoSink
     from .timeline import TimelineSink
 
-    makers = {"json": JsonSink, "csv": CsvSink, "video": lambda target: VideoSink(target, top_k), "plot": TimelineSink}
+    makers = {"json": JsonSink, "jsonl": JsonLinesSink, "csv": CsvSink, "video": lambda target: VideoSink(target, top_k),
+              "plot": TimelineSink}
     return [makers[kind](target) for kind, target in plan.items()]
+
+
+def _window(video, top_k: int):
+    """--show's window: q stops a stream (its outputs are finished) and is Ctrl-C for a file."""
+    from .display import WindowSink
+    from .inputs import StreamInput
+
+    return WindowSink(video.name, top_k, video.stop.set) if isinstance(video, StreamInput) else WindowSink(video.name, top_k)
+
+
+def _pace_meter(video):
+    """A stream's latency and stride meter for the summary; None for a file."""
+    from .pacing import PaceMeter
+    from .inputs import StreamInput
+
+    return PaceMeter() if isinstance(video, StreamInput) else None
+
+
+def _warn(text: str) -> None:
+    console.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _note(text: str) -> None:
+    console.print(f"[yellow]note:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
 
 
 def _detect_card(model: str, checkpoint: Optional[str], backbone: Optional[str], pretrained: Optional[str],

@@ -9,12 +9,18 @@ file beside it, then renamed over it, so an interrupted run (Ctrl-C, SIGTERM, di
 half-written file under the final name nor a temporary file; a new file gets the umask's permissions and a
 replaced one keeps its own. Character devices and FIFOs are written directly (there is nothing to rename), and
 ``-`` is standard output.
+
+Streams (inputs that are not files: a URL, a webcam, ``-`` for standard input) may never end, so their results leave
+as they are produced: their JSON Lines and annotated video are written directly into the target file (``direct``),
+and what was written before an interruption stays readable; with no output named, their JSON Lines go to standard
+output.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -41,10 +47,13 @@ class OutputKind:
     what: str = "a file"
 
 
+# outputs of a stream written directly into their file as results come (they are readable at every moment)
+DIRECT_KINDS = ("jsonl", "video")
 # containers PyAV writes H.264 into and common players read
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 KINDS: dict[str, OutputKind] = {
     "json": OutputKind("--json", ".json", None, True),
+    "jsonl": OutputKind("--jsonl", ".jsonl", None, True),
     "csv": OutputKind("--csv", ".csv", None, True),
     "video": OutputKind("--video", ".mp4", VIDEO_SUFFIXES, False, "a video"),
     "plot": OutputKind("--plot", ".png", (".png",), False, "a PNG image"),
@@ -54,7 +63,8 @@ KINDS: dict[str, OutputKind] = {
 @dataclass(frozen=True)
 class Target:
     """Where one output goes: ``path`` as the user will see it, and how it is written: ``file`` (temporary file
-    then rename, onto ``real``: the path with symlinks resolved), ``stream`` (a character device or FIFO, written
+    then rename, onto ``real``: the path with symlinks resolved), ``direct`` (a regular file written in place as
+    results come, onto ``real``: a stream's JSON Lines and video), ``stream`` (a character device or FIFO, written
     directly) or ``stdout``."""
 
     path: Path | None
@@ -79,12 +89,15 @@ def is_folder_spec(value: str | Path) -> bool:
 
 
 def plan_outputs(
-    inputs: Sequence[Path], requested: dict[str, str | Path | None], default: str = "json"
+    inputs: Sequence[Path | str], requested: dict[str, str | Path | None], default: str | None = "json"
 ) -> list[dict[str, Target]]:
     """Every video's outputs, by kind, checked now: formats, folders, distinct names, inputs never written over.
 
-    ``requested`` maps a kind (json, csv, video) to what its flag was given (a file, a folder, ``-`` or None).
-    With no output at all, ``default`` goes next to each input as ``<input stem>.stclip<suffix>``.
+    ``inputs``: files and folders as ``Path``; a ``str`` is a stream (a URL, a webcam, ``-``), whose JSON Lines and
+    video are written directly (see the module docstring). ``requested`` maps a kind (json, jsonl, csv, video,
+    plot) to what its flag was given (a file, a folder, ``-`` or None). With no output at all, ``default`` goes
+    next to each input file as ``<input stem>.stclip<suffix>`` and a stream's JSON Lines to standard output;
+    ``default=None`` plans nothing (results are only shown).
     """
     chosen = {kind: value for kind, value in requested.items() if value is not None and str(value) != ""}
     plans: list[dict[str, Target]] = [{} for _ in inputs]
@@ -109,20 +122,44 @@ def plan_outputs(
                 raise StclipError(f"{spec.flag} writes {spec.what}: name it {' / '.join(spec.suffixes)}, or end it "
                                   f"with / for a folder (got {path})")
             plans[0][kind] = classify(path, spec.flag)
-    if not chosen:
+    if not chosen and default is not None:
         suffix = KINDS[default].suffix
+        if sum(isinstance(video, str) for video in inputs) > 1:
+            raise StclipError("standard output takes one stream's results: with several streams, name an output "
+                              "folder, e.g. --jsonl results/")
         for plan, video in zip(plans, inputs):
+            if isinstance(video, str):
+                plan["jsonl"] = Target(None, "stdout")
+                continue
             stem = video.name if video.is_dir() else video.stem
             plan[default] = classify(video.parent / f"{stem}.stclip{suffix}", KINDS[default].flag)
+    for plan, video in zip(plans, inputs):
+        if isinstance(video, str):
+            for kind in DIRECT_KINDS:
+                if kind in plan and plan[kind].mode == "file":
+                    plan[kind] = Target(plan[kind].path, "direct", plan[kind].real)
     _refuse_clashes(inputs, plans)
     return plans
 
 
-def _distinct_stems(inputs: Sequence[Path]) -> list[str]:
+def stream_stem(text: str) -> str:
+    """A file name for a stream's outputs in a folder: ``stdin`` for ``-``, else the URL's or device's host and
+    path with anything but letters, digits, ``.``, ``_`` and ``-`` turned into ``-`` (``rtsp://cam1/live`` ->
+    ``cam1-live``)."""
+    if text == STDOUT:
+        return "stdin"
+    rest = text.split("://", 1)[-1].split("?", 1)[0]
+    rest = rest.split("@", 1)[-1]  # never put credentials (user:password@) into a file name
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", rest).strip("-.")
+    return re.sub(r"\.(mp4|m4v|mov|mkv|ts|m3u8|flv|webm|avi)$", "", stem, flags=re.IGNORECASE) or "stream"
+
+
+def _distinct_stems(inputs: Sequence[Path | str]) -> list[str]:
     """Output names for inputs written into one folder: the file stem, with as many parent folder names in front
-    (``cam1-clip``) as it takes to tell inputs with the same stem apart."""
-    parts = [Path(os.path.abspath(p)).parts for p in inputs]
-    stems = [Path(p).stem if Path(p).is_file() else Path(str(p).rstrip("/")).name for p in inputs]
+    (``cam1-clip``) as it takes to tell inputs with the same stem apart (a stream: ``stream_stem``)."""
+    parts = [(stream_stem(p),) if isinstance(p, str) else Path(os.path.abspath(p)).parts for p in inputs]
+    stems = [stream_stem(p) if isinstance(p, str) else Path(p).stem if Path(p).is_file()
+             else Path(str(p).rstrip("/")).name for p in inputs]
     out = list(stems)
     for depth in range(1, max(len(p) for p in parts) + 1):
         counts: dict[str, int] = {}
@@ -194,9 +231,10 @@ def _check_regular(real: Path, shown: Path, in_new_folder: bool) -> None:
         raise StclipError(f"cannot write {shown}: permission denied in {probe}")
 
 
-def _refuse_clashes(inputs: Sequence[Path], plans: list[dict[str, Target]]) -> None:
-    """No output is an input, and no two outputs share a file."""
-    sources = {_identity(p): p for p in inputs}
+def _refuse_clashes(inputs: Sequence[Path | str], plans: list[dict[str, Target]]) -> None:
+    """No output is an input (a stream's too, when it names a path: a webcam device), and no two outputs share a
+    file."""
+    sources = {_identity(Path(p)): p for p in inputs if not isinstance(p, str) or (p != STDOUT and os.path.exists(p))}
     seen: dict[tuple, str] = {}
     for plan in plans:
         for kind, target in plan.items():
@@ -255,13 +293,17 @@ class Destination:
         return self.temp
 
     def open(self, text: bool = True) -> IO:
-        """The file object to write: a temporary file, the device/FIFO itself, or standard output."""
+        """The file object to write: a temporary file, the target itself (direct), the device/FIFO, or standard
+        output."""
         with self.guard():
             if self.target.mode == "stdout":
                 self._file = sys.stdout if text else sys.stdout.buffer
                 return self._file
-            if self.target.mode == "stream":
-                path = self.target.path
+            if self.target.mode in ("stream", "direct"):
+                path = self.target.path if self.target.mode == "stream" else self.target.real
+                assert path is not None
+                if self.target.mode == "direct":
+                    path.parent.mkdir(parents=True, exist_ok=True)  # an output folder is made when first written
                 self._file = open(path, "w", encoding="utf-8", newline="") if text else open(path, "wb")
                 return self._file
             temp = self.temp_path()
@@ -320,4 +362,5 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-__all__ = ["Destination", "KINDS", "STDOUT", "Target", "VIDEO_SUFFIXES", "check_writable", "classify", "plan_outputs"]
+__all__ = ["Destination", "KINDS", "STDOUT", "Target", "VIDEO_SUFFIXES", "check_writable", "classify", "plan_outputs",
+           "stream_stem"]

@@ -1,5 +1,6 @@
-"""Result sinks (JSON, AVA-style CSV, annotated video), each writing through a ``Destination`` (destinations.py):
-a temporary file renamed into place, a device or FIFO written directly, or standard output."""
+"""Result sinks (JSON, JSON Lines, AVA-style CSV, annotated video), each writing through a ``Destination``
+(destinations.py): a temporary file renamed into place, a stream's file written in place, a device or FIFO written
+directly, or standard output."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import csv
 import io
 import json
 import math
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -35,7 +37,8 @@ class FrameResult:
     ``detections``: xyxy boxes in original pixels, confidence = detector scores (or None), tracker_id (or
     None; negative ids mean untracked) and ``data["scores"]`` float32 (n, C) action probabilities.
     ``keyframe`` is False for frames that carry the previous keyframe's boxes and scores. ``image`` is the
-    frame's RGB pixels, needed by the video sink only.
+    frame's RGB pixels, needed by the video sink only. ``arrival``: when the frame came out of the decoder
+    (``Frame.arrival``, ``time.monotonic()``), for its result's latency.
     """
 
     index: int
@@ -43,6 +46,7 @@ class FrameResult:
     detections: sv.Detections
     keyframe: bool = True
     image: np.ndarray | None = None
+    arrival: float | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,40 @@ class JsonSink(_TextSink):
         self._count += 1
 
 
+class JsonLinesSink(_TextSink):
+    """JSON Lines: one object per scored frame, written and flushed the moment the frame is scored, so results leave
+    as they are produced (a stream has no end to wait for):
+    ``{"video", "index", "time", "persons", "latency_s", "stride"}``. ``latency_s`` is the time from the frame's
+    arrival from the decoder to its line; ``stride`` the frames since the previous scored frame (null for the
+    first): more than ``--stride`` when a live source is thinned out to keep up (pacing.py)."""
+
+    def __init__(self, target: Target | str | Path, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(target)
+        self.clock = clock
+        self._last_key: int | None = None
+
+    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any] | None = None) -> None:
+        """Open the output; ``model`` is accepted for a uniform sink interface (the lines carry results only)."""
+        self.video = str(info.path)
+        self.actions = list(actions)
+        self._file = self.destination.open(text=True)
+        self._last_key = None
+
+    def write(self, result: FrameResult) -> None:
+        """Write and flush one scored frame's line; carried (non-key) frames have none."""
+        if not result.keyframe:
+            return
+        latency = None if result.arrival is None else round(self.clock() - result.arrival, 4)
+        stride = None if self._last_key is None else int(result.index) - self._last_key
+        self._last_key = int(result.index)
+        record = {"video": self.video, "index": int(result.index), "time": round(float(result.time), 6),
+                  "persons": persons_json(result.detections, self.actions), "latency_s": latency, "stride": stride}
+        self._emit(json.dumps(record, ensure_ascii=False) + "\n")
+        assert self._file is not None
+        with self.destination.guard():
+            self._file.flush()
+
+
 class CsvSink(_TextSink):
     """AVA-style prediction rows, no header: video_id, time (s), x1, y1, x2, y2 (in [0, 1]), action, score.
 
@@ -203,7 +241,7 @@ class CsvSink(_TextSink):
         det = result.detections
         scores = _scores(det, len(self.actions))
         scale = np.array([self.info.width, self.info.height] * 2, dtype=np.float64)
-        video_id = self.info.path.stem
+        video_id = Path(self.info.path).stem
         for i in range(len(det)):
             box = np.clip(det.xyxy[i] / scale, 0.0, 1.0)
             coords = [f"{v:.3f}" for v in box]
@@ -290,13 +328,15 @@ class VideoSink(_Sink):
             self._encode(result)
 
     def _open_container(self) -> Any:
-        """A temporary file for a regular target; a device or FIFO gets a fragmented MP4, which needs no seeking."""
+        """A temporary file for a regular target; a stream's file, a device or a FIFO gets a fragmented MP4, which
+        needs no seeking and is playable up to its last fragment (at most a second long) whenever it is read."""
         with self._guard():
             if self.destination.target.seekable:
                 return av.open(str(self.destination.temp_path()), "w")
             suffix = (self.path.suffix.lower() if self.path else "") or ".mp4"
             container_format = {".mkv": "matroska", ".mov": "mov"}.get(suffix, "mp4")
-            options = {} if container_format == "matroska" else {"movflags": "frag_keyframe+empty_moov"}
+            options = {} if container_format == "matroska" else {"movflags": "frag_keyframe+empty_moov",
+                                                                  "frag_duration": "1000000"}
             return av.open(self.destination.open(text=False), "w", format=container_format, options=options)
 
     @contextmanager

@@ -17,10 +17,11 @@ import numpy as np
 import supervision as sv
 
 from .detection import PersonDetector, clip_to_frame, fp_filter
+from .inputs import StreamInput
 from .outputs import SCORES, FrameResult, ModelInfo
 from .scoring import KeyframeRequest, Scorer
 from .video import Frame, VideoInfo, VideoSource, open_video
-from .windows import Window, iter_windows
+from .windows import EveryNth, KeyframeSchedule, Window, iter_windows
 
 
 FRAME_BUFFER_BYTES = 256 << 20  # full-resolution uint8 frames held for one batch of keyframes
@@ -43,7 +44,7 @@ class DetectOptions:
 class VideoSummary:
     """What the end-of-run table shows for one video."""
 
-    video: Path
+    video: Path | StreamInput
     frames: int = 0
     keyframes: int = 0
     persons: int = 0
@@ -67,7 +68,7 @@ class Predictor:
         self.scorer = scorer
         self.options = options
 
-    def run(self, path: Path, sinks: Sequence, model: ModelInfo, on_frames: Callable[[int], None] | None = None,
+    def run(self, path: Path | StreamInput, sinks: Sequence, model: ModelInfo, on_frames: Callable[[int], None] | None = None,
             on_start: Callable[[VideoInfo], None] | None = None) -> VideoSummary:
         """Process one video; every sink gets ``open``, a ``write`` per frame and ``close`` (``abort`` on failure)."""
         source = open_video(path, self.options.fps)
@@ -136,9 +137,12 @@ class Predictor:
             tracker = None
         smooth_state: dict[int, np.ndarray] = {}
         width, height = source.info.width, source.info.height
-        frames = self._ingested(source, drawn)
-        windows = iter_windows(frames, self.scorer.model.window, opts.stride)
-        for batch in _batches(windows, self.batch_size(source.info, drawn)):
+        schedule = self.keyframes(source)
+        frames = self._ingested(source, drawn, schedule)
+        windows = iter_windows(frames, self.scorer.model.window, schedule)
+        # a live source scores each keyframe as soon as its window is complete: latency before throughput
+        size = 1 if getattr(source, "live", False) else self.batch_size(source.info, drawn)
+        for batch in _batches(windows, size):
             keys = [w.key for w in batch]
             found = self.detector.detect([k.image for k in keys], [k.index for k in keys])
             detections = [fp_filter(clip_to_frame(d, width, height), opts.fp_margin) for d in found]
@@ -152,20 +156,26 @@ class Predictor:
                 det.data[SCORES] = probs.astype(np.float32)
                 _account(summary, det)
                 for frame in window.render_frames:
-                    yield FrameResult(frame.index, frame.time, det, frame.index == window.keyframe, frame.image)
+                    yield FrameResult(frame.index, frame.time, det, frame.index == window.keyframe, frame.image,
+                                      frame.arrival)
                 summary.frames += len(window.render_frames)
                 summary.keyframes += 1
                 if on_frames is not None:
                     on_frames(len(window.render_frames))
 
 
-    def _ingested(self, frames: Iterable[Frame], drawn: bool) -> Iterator[Frame]:
+    def keyframes(self, source: VideoSource) -> KeyframeSchedule:
+        """Which frames are scored: every ``stride``-th, or as a live source paces them to keep up (streams.py)."""
+        paced = getattr(source, "keyframe_schedule", None)
+        return paced(self.options.stride) if paced is not None else EveryNth(self.options.stride)
+
+    def _ingested(self, frames: Iterable[Frame], drawn: bool, schedule: KeyframeSchedule) -> Iterator[Frame]:
         """Frames as decoded, each handed to the scorer at once (preprocessed, patch-embedded) and stripped of its
         full-resolution pixels when nothing needs them any more: memory follows what scoring needs, not the input's
         resolution."""
-        stride, context = self.options.stride, self.scorer.model.uses_patches
+        context = self.scorer.model.uses_patches
         for frame in frames:
-            key = frame.index % stride == 0
+            key = schedule.is_key(frame)
             if key or context:
                 self.scorer.ingest(frame.index, frame.image)
             yield frame if key or drawn else replace(frame, image=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 
 from stclip_cli.errors import StclipError
+from stclip_cli.inputs import StreamInput, is_stream
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_FOLDER_FPS = 25.0
@@ -25,11 +27,12 @@ class VideoInfo:
 
     ``width``/``height`` are after rotation. ``num_frames`` is the container's frame count, or, when the
     container does not store one, the number of video packets found by demuxing the file (no decoding);
-    for a frame folder it is the number of image files. ``time_base`` is the unit of the stream's timestamps
+    for a frame folder it is the number of image files; 0 when unknown (a stream). ``path`` is the input as given
+    (a URL, ``-`` or a webcam name for a stream; streams.py). ``time_base`` is the unit of the stream's timestamps
     (frame times are exact multiples of it), None for a frame folder; writers use it to keep times exact.
     """
 
-    path: Path
+    path: Path | str
     width: int
     height: int
     fps: float
@@ -40,11 +43,13 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame: its position in the stream, its time in seconds and the upright RGB image."""
+    """One decoded frame: its position in the stream, its time in seconds and the upright RGB image; ``arrival`` is
+    when it came out of the decoder (``time.monotonic()``), from which a live result's latency is measured."""
 
     index: int
     time: float
     image: np.ndarray
+    arrival: float | None = None
 
 
 class VideoSource(Protocol):
@@ -61,11 +66,17 @@ class VideoSource(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-def open_video(path: str | Path, fps: float | None = None, threads: bool = True) -> VideoSource:
-    """Open a video file or a folder of frames, failing fast with a one-line ``StclipError`` on bad input.
+def open_video(path: str | Path | StreamInput, fps: float | None = None, threads: bool = True) -> VideoSource:
+    """Open a video file, a folder of frames or a stream (a URL, a webcam, ``-``: see streams.py), failing fast with
+    a one-line ``StclipError`` on bad input.
 
-    ``fps`` applies to frame folders only (default 25); a video file's rate comes from its container.
+    ``fps`` applies to frame folders (default 25) and to streams whose frames carry no timestamps; a video file's
+    rate comes from its container.
     """
+    from .streams import open_stream  # streams.py builds on this module
+
+    if isinstance(path, StreamInput) or (isinstance(path, str) and is_stream(path)):
+        return open_stream(path if isinstance(path, StreamInput) else StreamInput(path), fps)
     path = Path(path)
     if not path.exists():
         raise StclipError(f"video not found: {path}")
@@ -85,10 +96,16 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
 
 
 class PyAVSource:
-    """A video file decoded by PyAV, one frame at a time; opening decodes the first frame to validate it."""
+    """A video file decoded by PyAV, one frame at a time; opening decodes the first frame to validate it.
 
-    def __init__(self, path: Path, threads: bool = True) -> None:
+    ``name`` is what messages call it (the path by default); streams.py opens streams through ``_open_container``.
+    """
+
+    thread_type = "AUTO"  # frame and slice threads; frame threads hold a few frames back (a live source uses SLICE)
+
+    def __init__(self, path: Path | str, threads: bool = True, name: str | None = None) -> None:
         self.path = path
+        self.name = name or str(path)
         self._threads = threads
         self._container: av.container.InputContainer | None = None
         self._frames: Iterator[av.VideoFrame] | None = None
@@ -116,22 +133,30 @@ class PyAVSource:
         )
 
     def _open(self) -> None:
-        try:
-            self._container = av.open(str(self.path), metadata_errors="ignore")
-        except av.FFmpegError as err:
-            raise StclipError(f"{self.path}: not a video FFmpeg can read ({_reason(err)})") from None
+        self._container = self._open_container()
         if not self._container.streams.video:
-            raise StclipError(f"{self.path}: no video stream")
+            raise StclipError(f"{self.name}: no video stream")
         self._stream = self._container.streams.video[0]
         if self._threads:
-            self._stream.thread_type = "AUTO"
+            self._stream.thread_type = self.thread_type
         self._frames = self._decode()
         try:
             self._first = next(self._frames, None)
         except (av.FFmpegError, _CorruptPacket) as err:
-            raise StclipError(f"{self.path}: no decodable video frames ({_reason(err)})") from None
+            raise StclipError(f"{self.name}: no decodable video frames ({self._why(err)})") from None
         if self._first is None:
-            raise StclipError(f"{self.path}: no decodable video frames")
+            raise StclipError(f"{self.name}: no decodable video frames")
+
+    def _open_container(self) -> av.container.InputContainer:
+        """Open the file with PyAV."""
+        try:
+            return av.open(str(self.path), metadata_errors="ignore")
+        except av.FFmpegError as err:
+            raise StclipError(f"{self.path}: not a video FFmpeg can read ({_reason(err)})") from None
+
+    def _why(self, err: Exception) -> str:
+        """The reason a message quotes for a decoding error."""
+        return _reason(err)
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         """Demux and decode, raising on a corrupt (e.g. truncated) packet once the frames before it are out.
@@ -167,16 +192,17 @@ class PyAVSource:
         frame: av.VideoFrame | None = first
         try:
             while frame is not None:
+                arrival = time.monotonic()
                 if frame.pts is not None:
-                    time = float((frame.pts - start) * stream.time_base)
+                    seconds = float((frame.pts - start) * stream.time_base)
                 else:
-                    time = index / self.info.fps
+                    seconds = index / self.info.fps
                 image = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
-                yield Frame(index=index, time=time, image=image)
+                yield Frame(index=index, time=seconds, image=image, arrival=arrival)
                 index += 1
                 frame = next(frames, None)
         except (av.FFmpegError, _CorruptPacket) as err:
-            raise StclipError(f"{self.path}: decoding failed at frame {index} ({_reason(err)})") from None
+            raise StclipError(f"{self.name}: decoding failed at frame {index} ({self._why(err)})") from None
         finally:
             self.close()
 
@@ -225,13 +251,14 @@ class FrameFolderSource:
     def __iter__(self) -> Iterator[Frame]:
         size = (self.info.height, self.info.width)
         for index in range(len(self.files)):
+            arrival = time.monotonic()
             image = self._read(index)
             if image.shape[:2] != size:
                 raise StclipError(
                     f"{self.files[index]}: frame {index} is {image.shape[1]}x{image.shape[0]}, "
                     f"expected {size[1]}x{size[0]} like the first frame"
                 )
-            yield Frame(index=index, time=index / self.info.fps, image=image)
+            yield Frame(index=index, time=index / self.info.fps, image=image, arrival=arrival)
 
     def close(self) -> None:
         """Nothing stays open between frames; present for the ``VideoSource`` protocol."""
