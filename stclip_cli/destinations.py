@@ -48,6 +48,7 @@ KINDS: dict[str, OutputKind] = {
     "csv": OutputKind("--csv", ".csv", None, True),
     "video": OutputKind("--video", ".mp4", VIDEO_SUFFIXES, False, "a video"),
     "plot": OutputKind("--plot", ".png", (".png",), False, "a PNG image"),
+    "parquet": OutputKind("--parquet", ".parquet", (".parquet",), False, "a Parquet file"),
 }
 
 
@@ -79,16 +80,19 @@ def is_folder_spec(value: str | Path) -> bool:
 
 
 def plan_outputs(
-    inputs: Sequence[Path], requested: dict[str, str | Path | None], default: str = "json"
+    inputs: Sequence[Path], requested: dict[str, str | Path | None], default: str = "json",
+    always: dict[str, str | Path] | None = None,
 ) -> list[dict[str, Target]]:
     """Every video's outputs, by kind, checked now: formats, folders, distinct names, inputs never written over.
 
     ``requested`` maps a kind (json, csv, video) to what its flag was given (a file, a folder, ``-`` or None).
-    With no output at all, ``default`` goes next to each input as ``<input stem>.stclip<suffix>``.
+    With no output at all, ``default`` goes next to each input as ``<input stem>.stclip<suffix>``. ``always``: kinds
+    an engine writes in any case (the corpus engine's Parquet rows), planned and checked with the others without
+    counting as a chosen output.
     """
     chosen = {kind: value for kind, value in requested.items() if value is not None and str(value) != ""}
     plans: list[dict[str, Target]] = [{} for _ in inputs]
-    for kind, value in chosen.items():
+    for kind, value in {**chosen, **(always or {})}.items():
         spec = KINDS[kind]
         if str(value) == STDOUT:
             if not spec.stdout:
@@ -122,7 +126,7 @@ def _distinct_stems(inputs: Sequence[Path]) -> list[str]:
     """Output names for inputs written into one folder: the file stem, with as many parent folder names in front
     (``cam1-clip``) as it takes to tell inputs with the same stem apart."""
     parts = [Path(os.path.abspath(p)).parts for p in inputs]
-    stems = [Path(p).stem if Path(p).is_file() else Path(str(p).rstrip("/")).name for p in inputs]
+    stems = [Path(p).name if Path(p).is_dir() else Path(p).stem for p in inputs]  # a remote video is no local file
     out = list(stems)
     for depth in range(1, max(len(p) for p in parts) + 1):
         counts: dict[str, int] = {}
