@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -253,7 +254,7 @@ class Destination:
         real = self.target.real
         with self.guard():
             real.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=real.parent, prefix=f".{real.stem}.", suffix=f".part{suffix or real.suffix}")
+            fd, name = tempfile.mkstemp(dir=real.parent, prefix=_temp_prefix(real), suffix=f".part{suffix or real.suffix}")
             os.close(fd)
         self.temp = Path(name)
         return self.temp
@@ -315,6 +316,23 @@ class Destination:
             raise StclipError(f"cannot write {self.name}: {reason}") from None
 
 
+def _temp_prefix(real: Path) -> str:
+    return f".{real.stem}."
+
+
+def leftover_temporaries(target: Target) -> list[Path]:
+    """Temporary files that writers of ``target`` killed without warning (SIGKILL, a lost machine) left beside it.
+
+    A writer that is told to stop discards its own; this is for an engine whose workers die without being told (the
+    Ray engine, when the run is interrupted). Matches ``temp_path``'s names exactly (tempfile's 8 random characters),
+    so another output's temporary file never does.
+    """
+    if target.mode != "file" or target.real is None or not target.real.parent.is_dir():
+        return []
+    name = re.compile(re.escape(_temp_prefix(target.real)) + r"[a-z0-9_]{8}\.part.*")
+    return sorted(p for p in target.real.parent.iterdir() if name.fullmatch(p.name) and p.is_file())
+
+
 def check_writable(path: str | Path) -> Path:
     """Fail now, before any decoding, with "cannot write <path>: <reason>" if ``path`` cannot be written as a
     regular file (for outputs outside ``plan_outputs``, e.g. an evaluation result)."""
@@ -324,4 +342,5 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-__all__ = ["Destination", "KINDS", "STDOUT", "Target", "VIDEO_SUFFIXES", "check_writable", "classify", "plan_outputs"]
+__all__ = ["Destination", "KINDS", "STDOUT", "Target", "VIDEO_SUFFIXES", "check_writable", "classify", "leftover_temporaries",
+           "plan_outputs"]
