@@ -31,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-RAY_PANEL = "Corpora on Ray (pip install \"stclip[ray]\")"
+RAY_PANEL = "Corpora on Ray (pip install \"stclip\\[ray]\")"  # \\[: a bracket, not rich markup
 
 
 def _version(value: bool) -> None:

@@ -122,9 +122,10 @@ def open_store(uri: str) -> _Store:
         fs, path = pafs.FileSystem.from_uri(head)
     except (OSError, ValueError, ImportError) as err:  # unknown scheme, a store not built in, no credentials
         raise StclipError(f"cannot open {uri}: {first_line(err)}") from None
-    base = head.split("?", 1)[0]
+    base, path = head.split("?", 1)[0].rstrip("/"), path.rstrip("/")
     if not base.endswith(path):
-        raise StclipError(f"cannot open {uri}: pyarrow names it {path}; list its videos in a manifest of full URIs")
+        raise StclipError(f"cannot open {uri}: its path in the store ({path}) does not end the URI, as it does for "
+                          "s3://, gs:// and hdfs:// URIs")
     return _Store(fs, base[: len(base) - len(path)])
 
 

@@ -99,6 +99,12 @@ def test_object_store_folder_glob_and_manifest(store):
     assert missing == [Missing("mem://bucket/nope.mp4", "video not found")]
 
 
+@pytest.mark.parametrize("uri", ["mock:///bucket/cams/", "mock:///bucket/cams/*.mp4", "mock:///bucket/a.mp4?x=1"])
+def test_store_names_are_its_uri_prefix_plus_its_paths(uri):
+    store = corpus_inputs.open_store(uri)
+    assert store.prefix == "mock:///" and store.path("mock:///bucket/cams/a.mp4") == "bucket/cams/a.mp4"
+
+
 def test_unknown_store_is_one_line_error():
     with pytest.raises(StclipError, match=r"^cannot open nosuchscheme://b/x.mp4: "):
         find_videos(["nosuchscheme://b/x.mp4"])
