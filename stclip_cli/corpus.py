@@ -80,9 +80,10 @@ class CorpusSettings:
     def stamp(self) -> dict[str, Any]:
         """What the results depend on (not where they are written): two runs with the same stamp give the same rows."""
         boxes = _file_id(self.boxes.path) if self.boxes is not None else None
+        options = asdict(self.options)
+        options.pop("batch_size")  # how many keyframes share a forward pass changes speed, not results
         raw = {"card": self.card.to_dict(), "checkpoint": _file_id(self.card.checkpoint),
-               "clip_weights": _file_id(self.clip_weights), "actions": list(self.actions),
-               "options": asdict(self.options), "model": asdict(self.model), "boxes": boxes,
+               "clip_weights": _file_id(self.clip_weights), "actions": list(self.actions), "options": options, "model": asdict(self.model), "boxes": boxes,
                "detector": None if boxes else [self.detector, _file_id(self.detector), self.person_conf],
                "half": self.half, "frame_fit": self.frame_fit, "top_k": self.top_k}
         return json.loads(json.dumps(raw, sort_keys=True, default=str))
@@ -309,6 +310,7 @@ class VideoWorker:
             self.setup_error = f"{type(err).__name__}: {first_line(err)}"
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list]:
+        """Ray Data's call: the jobs of a batch (encoded by ``encode_job``) in, one result row per video out."""
         results = [self.run(json.loads(str(item))) for item in batch["job"]]
         return {name: [getattr(r, name) if name != "warnings" else "\n".join(r.warnings) for r in results]
                 for name in ("video", "status", "error", "frames", "rows", "seconds", "warnings")}

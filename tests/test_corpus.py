@@ -234,7 +234,18 @@ def test_done_means_every_output_in_place_with_this_runs_stamp(tmp_path):
     sink.close()
     assert job.done(stamp)
     assert not job.done(job.stamp({"actions": ["wave"]}))  # other settings: not this run's rows
+    settings = settings_for_boxes(tmp_path)
+    assert settings.stamp() == dataclasses.replace(settings, options=DetectOptions(batch_size=32)).stamp()  # speed only
+    assert settings.stamp() != dataclasses.replace(settings, options=DetectOptions(stride=2)).stamp()
     assert decode_job(json.loads(encode_job(job, stamp))) == job
+
+
+def settings_for_boxes(tmp_path: Path) -> CorpusSettings:
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text("[]")
+    info = ModelInfo("tiny-test", "stclip-tiny-test", None, "softmax")
+    return CorpusSettings(load_card("tiny-test"), None, ("clap",), DetectOptions(), info, "yolo11n.pt", 0.25,
+                          BoxesFile(boxes), "cpu", False, "crop", 2)
 
 
 def test_plan_refuses_what_workers_cannot_write(tmp_path):
