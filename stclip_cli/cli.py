@@ -3,10 +3,13 @@ by the predictor, trainer and evaluator modules."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
+import re
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -28,6 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+RAY_PANEL = "Corpora on Ray (pip install \"stclip\\[ray]\")"  # \\[: a bracket, not rich markup
 
 
 def _version(value: bool) -> None:
@@ -176,6 +180,13 @@ def detect(
     half: bool = typer.Option(False, help="bf16 on GPU"),
     int8: bool = typer.Option(False, "--int8", help="int8 CPU path: about 3x faster, scores within ~1e-3 (see README, Speed)"),
     quiet: bool = typer.Option(False, help="no progress bar or summary"),
+    # corpora on Ray Data (stclip_cli/corpus.py): any of these runs detect on Ray
+    engine: Optional[str] = typer.Option(None, help="local (this process) or ray (Ray Data actors over a corpus)", show_default="ray when a Ray option is given", rich_help_panel=RAY_PANEL),
+    parquet: Optional[Path] = typer.Option(None, help="Ray: folder of the Parquet dataset of every scored row (one file per video) and _failures.json", rich_help_panel=RAY_PANEL),
+    actors: Optional[int] = typer.Option(None, min=1, help="Ray: actors, each loading the model once", show_default="one per GPU, else one per 4 CPUs", rich_help_panel=RAY_PANEL),
+    cpus_per_actor: Optional[float] = typer.Option(None, min=0.1, help="Ray: CPUs (torch threads) per actor", show_default="4 without GPUs, else 1", rich_help_panel=RAY_PANEL),
+    gpus_per_actor: Optional[float] = typer.Option(None, min=0.0, help="Ray: GPUs per actor (0.5: two actors share one)", show_default="1 when the cluster has GPUs", rich_help_panel=RAY_PANEL),
+    ray_address: Optional[str] = typer.Option(None, help="Ray: join a running cluster (auto, HOST:6379, ray://HOST:10001)", show_default="start Ray on this machine", rich_help_panel=RAY_PANEL),
 ) -> None:
     """Find every person in each video and score the named actions for each, frame by frame.
 
@@ -183,7 +194,8 @@ def detect(
     stclip detect clip.mp4 --actions-file actions.txt --checkpoint runs/jhmdb-split1/final.safetensors --video out.mp4 ;
     stclip detect clip.mp4 --actions "clap,wave" --model baseline-crop --boxes boxes.json --json - ;
     stclip detect clip.mp4 --actions "clap,wave" --track --plot timeline.png ;
-    stclip detect rtsp://camera/stream --actions "fall down,fight" --jsonl - --video live.mp4
+    stclip detect rtsp://camera/stream --actions "fall down,fight" --jsonl - --video live.mp4 ;
+    stclip detect clips/ "s3://bucket/cams/**.mp4" @more.txt --actions "clap,wave" --json out/json/ --parquet out/rows/ --actors 4
     """
     from .actions import parse_actions
 
@@ -195,6 +207,19 @@ def detect(
         raise StclipError(f"--frame-fit must be crop or letterbox, not '{frame_fit}'")
     if int8 and (half or device.startswith("cuda")):
         raise StclipError("--int8 is the CPU path; on a GPU use --half (bf16)")
+    ray_options = {"--parquet": parquet, "--actors": actors, "--cpus-per-actor": cpus_per_actor,
+                   "--gpus-per-actor": gpus_per_actor, "--ray-address": ray_address}
+    if _ray_engine(engine, ray_options):
+        from .corpus import Resources
+        from .predictor import DetectOptions
+
+        return _detect_corpus(
+            [str(v) for v in videos], names, parquet=parquet, resources=Resources(actors, cpus_per_actor, gpus_per_actor, ray_address),
+            outputs={"json": json_out, "video": video_out, "csv": csv_out, "plot": plot}, model=model, checkpoint=checkpoint,
+            backbone=backbone, pretrained=pretrained, clip_weights=clip_weights, detector=detector, boxes=boxes,
+            boxes_format=boxes_format, person_conf=person_conf, window=window, interest_k=interest_k, top_k=top_k,
+            options=DetectOptions(stride, batch_size, fp_margin, single_action, track, smooth, fps), frame_fit=frame_fit,
+            device=device, half=half, int8=int8, quiet=quiet)
     from .inputs import StreamInput, check_inputs
 
     failures = 0
@@ -234,32 +259,25 @@ def detect(
     register_model_configs()
     clip_source(card.backbone, card.pretrained, clip_weights)  # fetch or fail now, before the pipeline's imports
 
-    from .cards import build_model
-    from .outputs import ModelInfo
+    from .cards import build_scoring_model, precision
+    from .outputs import ModelInfo, plan_sinks
     from .predictor import DetectOptions, Predictor
     from .scoring import Scorer
 
-    net = build_model(card, clip_weights, card.checkpoint, inference=True).to(_device(device))
-    if int8:
-        if net.device.type != "cpu":
-            raise StclipError("--int8 is the CPU path; pass --device cpu (or use --half on the GPU)")
-        from .model.int8 import quantize_int8
-
-        quantize_int8(net)
+    net = build_scoring_model(card, clip_weights, _device(device), int8)
     if note:  # said once the stand-in model is ready, so an error that stops the run stays its only line
         console.print(f"[yellow]note:[/yellow] {note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
     scorer = Scorer(net, names, multi_label=card.multi_label, half=half, frame_fit=frame_fit)
     person_detector = _person_detector(boxes, detector, person_conf, device, half, boxes_format)
     predictor = Predictor(person_detector, scorer, DetectOptions(stride, batch_size, fp_margin, single_action, track, smooth, fps))
-    precision = "int8" if int8 else "bf16" if half and net.device.type == "cuda" else "fp32"
     info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
-                     "sigmoid" if card.multi_label else "softmax", note, precision)
+                     "sigmoid" if card.multi_label else "softmax", note, precision(net, half, int8))
     summaries = []
     timelines = []  # the terminal summary's, when it can show them
     paces = []  # a stream's latency and stride, for the summary
     for video, plan in zip(inputs, plans):
         try:
-            sinks = _sinks(plan, top_k) + ([_window(video, top_k)] if show else [])
+            sinks = plan_sinks(plan, top_k) + ([_window(video, top_k)] if show else [])
             meter = _pace_meter(video)  # last: it times each result after the outputs got it
             collector = _timeline_collector(quiet)
             extra = [sink for sink in (meter, collector) if sink is not None]
@@ -284,16 +302,6 @@ FALLBACK_NOTE = (
     "no ST-CLIP checkpoint (--checkpoint FILE, hf-hub:ORG/REPO or $STCLIP_CHECKPOINT): these are the training-free "
     "baseline's scores, not ST-CLIP's"
 )
-
-
-def _sinks(plan: dict, top_k: int) -> list:
-    """The sinks of one video, from its planned targets (destinations.plan_outputs)."""
-    from .outputs import CsvSink, JsonLinesSink, JsonSink, VideoSink
-    from .timeline import TimelineSink
-
-    makers = {"json": JsonSink, "jsonl": JsonLinesSink, "csv": CsvSink, "video": lambda target: VideoSink(target, top_k),
-              "plot": TimelineSink}
-    return [makers[kind](target) for kind, target in plan.items()]
 
 
 def _window(video, top_k: int):
@@ -389,6 +397,101 @@ def _timeline_collector(quiet: bool):
     from .timeline import TimelineCollector
 
     return TimelineCollector()
+
+
+def _ray_engine(engine: Optional[str], ray_options: dict[str, Any]) -> bool:
+    """--engine, or ray when any Ray option is given; a Ray option with --engine local is refused."""
+    if engine not in (None, "local", "ray"):
+        raise StclipError(f"--engine must be local or ray, not '{engine}'")
+    given = [flag for flag, value in ray_options.items() if value is not None]
+    if engine == "local" and given:
+        raise StclipError(f"{given[0]} is an option of the Ray engine; drop it or --engine local")
+    return engine == "ray" or (engine is None and bool(given))
+
+
+def _cli_uri(text: str) -> str:
+    """A URI as typed: Typer hands arguments over as pathlib Paths, which fold ``s3://b/k`` into ``s3:/b/k``."""
+    at, text = ("@", text[1:]) if text.startswith("@") else ("", text)
+    folded = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]+):/(?!/)(.*)$", text)
+    if folded:
+        scheme, rest = folded.groups()
+        text = f"file:///{rest}" if scheme == "file" else f"{scheme}://{rest}"
+    return at + text
+
+
+def _detect_corpus(specs: list[str], names: list[str], *, parquet: Optional[Path], resources, outputs: dict,
+                   model: str, checkpoint: Optional[str], backbone: Optional[str], pretrained: Optional[str],
+                   clip_weights: Optional[Path], detector: str, boxes: Optional[Path], boxes_format: Optional[str],
+                   person_conf: float, window: Optional[int], interest_k: Optional[int], top_k: int, options,
+                   frame_fit: str, device: str, half: bool, int8: bool, quiet: bool) -> None:
+    """`detect` on the Ray engine: videos found and outputs planned, then the model resolved, all before Ray starts;
+    the work in corpus.py, the messages here."""
+    from .corpus import require_ray
+
+    require_ray()
+    import open_clip
+
+    from .corpus import CorpusSettings, execute, prepare
+    from .model.base import check_fits
+    from .model.clip_backbone import register_model_configs
+    from .outputs import ModelInfo
+    from .weights import clip_source
+
+    if parquet is None:
+        raise StclipError("the Ray engine writes a Parquet dataset of every scored row: give --parquet DIR/")
+    corpus = prepare([_cli_uri(s) for s in specs], outputs, parquet)
+    card, note = _detect_card(model, checkpoint, backbone, pretrained, window, interest_k)
+    register_model_configs()
+    clip_source(card.backbone, card.pretrained, clip_weights)  # fetched once here, not by every actor at once
+    tokenizer = open_clip.get_tokenizer(card.backbone)
+    check_fits(tokenizer, names, tokenizer.context_length)
+    # a boxes file is read once and shipped to the actors; a YOLO is loaded once here to check (and fetch) it
+    person_boxes = _person_detector(boxes, detector, person_conf, "cpu", False, boxes_format)
+    arithmetic = "int8" if int8 else "bf16" if half and device.startswith("cuda") else "fp32"
+    info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
+                     "sigmoid" if card.multi_label else "softmax", note, arithmetic)
+    settings = CorpusSettings(card, str(clip_weights) if clip_weights else None, tuple(names), options, info, detector,
+                              person_conf, person_boxes if boxes is not None else None, device, half, frame_fit, top_k,
+                              int8)
+    if note:
+        console.print(f"[yellow]note:[/yellow] {note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
+    report = execute(corpus, settings, resources, lambda terminal, total, pool: _corpus_progress(
+        Console(file=terminal, stderr=True), quiet, total, pool))
+    if not quiet:
+        on = f" on {report.pool[0]} actor{'s' * (report.pool[0] > 1)}" if report.pool else ""
+        speed = (f"; {report.frames} frames in {report.seconds:.1f} s ({report.frames / max(report.seconds, 1e-9):.1f} "
+                 f"frames/s{on})" if report.pool else "")
+        console.print(f"{report.videos} video{'s' * (report.videos != 1)}: {report.done} done, {report.skipped} already done (skipped), "
+                      f"{len(report.failures)} failed{speed}; rows in {escape(str(parquet))}", highlight=False, soft_wrap=True)
+        for warning in report.warnings:
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    for video, error in report.failures:
+        line = error if video in error else f"{video}: {error}"
+        console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _corpus_progress(out: Console, quiet: bool, total: int, pool: tuple[int, float, float]):
+    """A rich bar over the videos (done, failed, frames/s over the run); yields the callback each result calls."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    actors, cpus, gpus = pool
+    label = f"{actors} actor{'s' * (actors > 1)} ({cpus:g} CPU{f', {gpus:g} GPU' if gpus else ''} each)"
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
+               TextColumn("{task.fields[fps]} frames/s"), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=out, disable=quiet) as progress:
+        task = progress.add_task("videos", total=total, failed=0, fps="-")
+        start, frames, failed = time.perf_counter(), 0, 0
+
+        def on_result(result) -> None:
+            nonlocal frames, failed
+            frames += result.frames
+            failed += result.status == "failed"
+            progress.update(task, advance=1, failed=failed, fps=f"{frames / (time.perf_counter() - start):.1f}")
+
+        yield on_result
 
 
 def _print_summary(summaries, actions: list[str], timelines=()) -> None:
@@ -566,7 +669,7 @@ def evaluate(
         return _eval_files(pred, gt, excluded, label_map, json_out, dataset, split, subset, classes)
     if classes is not None:
         raise StclipError("--classes chooses the classes of a --pred file; a model is evaluated on --dataset/--split")
-    from .cards import build_model, card_for_checkpoint, load_card, read_metadata
+    from .cards import build_scoring_model, card_for_checkpoint, load_card, precision, read_metadata
     from .data import open_dataset
     from .evaluate import evaluate_view
     from .scoring import Scorer
@@ -590,13 +693,7 @@ def evaluate(
     view = open_dataset(dataset, data_root or recorded.get("data_root"), split, subset, **options)
     persons = _eval_persons(view, gt_boxes, boxes, detector, person_conf, device, half)
     dev = _device(device)
-    net = build_model(card, clip_weights, card.checkpoint, inference=True).to(dev)
-    if int8:
-        if dev.type != "cpu":
-            raise StclipError("--int8 is the CPU path; pass --device cpu (or use --half on the GPU)")
-        from .model.int8 import quantize_int8
-
-        quantize_int8(net)
+    net = build_scoring_model(card, clip_weights, dev, int8)
     scorer = Scorer(net, view.classes, multi_label=view.multi_label, half=half)
     margin = fp_margin if fp_margin is not None else (0.001 if dataset == "jhmdb" else 0.7)
     from rich.progress import Progress
@@ -608,7 +705,7 @@ def evaluate(
     result.settings = {"dataset": dataset, "split": split, "subset": subset, "model": card.name,
                        "checkpoint": str(card.checkpoint) if card.checkpoint else None, "gt_boxes": gt_boxes,
                        "persons": persons.name, "single_action": single_action,
-                       "precision": "int8" if int8 else "bf16" if half and dev.type == "cuda" else "fp32"}
+                       "precision": precision(net, half, int8)}
     _print_aps(result.aps, result.mean, f"{dataset} split {split} {subset} classes, frame mAP@0.5"
                f"{' (GT boxes)' if gt_boxes else ''}{' (soft voting)' if single_action else ''}")
     target = json_out or (Path(card.checkpoint).with_name(f"eval-{subset}{'-gt' if gt_boxes else ''}{'-sa' if single_action else ''}.json")

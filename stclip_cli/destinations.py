@@ -57,6 +57,7 @@ KINDS: dict[str, OutputKind] = {
     "csv": OutputKind("--csv", ".csv", None, True),
     "video": OutputKind("--video", ".mp4", VIDEO_SUFFIXES, False, "a video"),
     "plot": OutputKind("--plot", ".png", (".png",), False, "a PNG image"),
+    "parquet": OutputKind("--parquet", ".parquet", (".parquet",), False, "a Parquet file"),
 }
 
 
@@ -89,7 +90,8 @@ def is_folder_spec(value: str | Path) -> bool:
 
 
 def plan_outputs(
-    inputs: Sequence[Path | str], requested: dict[str, str | Path | None], default: str | None = "json"
+    inputs: Sequence[Path | str], requested: dict[str, str | Path | None], default: str | None = "json",
+    always: dict[str, str | Path] | None = None,
 ) -> list[dict[str, Target]]:
     """Every video's outputs, by kind, checked now: formats, folders, distinct names, inputs never written over.
 
@@ -97,11 +99,12 @@ def plan_outputs(
     video are written directly (see the module docstring). ``requested`` maps a kind (json, jsonl, csv, video,
     plot) to what its flag was given (a file, a folder, ``-`` or None). With no output at all, ``default`` goes
     next to each input file as ``<input stem>.stclip<suffix>`` and a stream's JSON Lines to standard output;
-    ``default=None`` plans nothing (results are only shown).
+    ``default=None`` plans nothing (results are only shown). ``always``: kinds an engine writes in any case (the
+    corpus engine's Parquet rows), planned and checked with the others without counting as a chosen output.
     """
     chosen = {kind: value for kind, value in requested.items() if value is not None and str(value) != ""}
     plans: list[dict[str, Target]] = [{} for _ in inputs]
-    for kind, value in chosen.items():
+    for kind, value in {**chosen, **(always or {})}.items():
         spec = KINDS[kind]
         if str(value) == STDOUT:
             if not spec.stdout:
@@ -158,8 +161,8 @@ def _distinct_stems(inputs: Sequence[Path | str]) -> list[str]:
     """Output names for inputs written into one folder: the file stem, with as many parent folder names in front
     (``cam1-clip``) as it takes to tell inputs with the same stem apart (a stream: ``stream_stem``)."""
     parts = [(stream_stem(p),) if isinstance(p, str) else Path(os.path.abspath(p)).parts for p in inputs]
-    stems = [stream_stem(p) if isinstance(p, str) else Path(p).stem if Path(p).is_file()
-             else Path(str(p).rstrip("/")).name for p in inputs]
+    stems = [stream_stem(p) if isinstance(p, str) else Path(p).name if Path(p).is_dir()
+             else Path(p).stem for p in inputs]  # a remote video (corpus engine) is no local file: its stem too
     out = list(stems)
     for depth in range(1, max(len(p) for p in parts) + 1):
         counts: dict[str, int] = {}
@@ -287,7 +290,7 @@ class Destination:
         real = self.target.real
         with self.guard():
             real.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=real.parent, prefix=f".{real.stem}.", suffix=f".part{suffix or real.suffix}")
+            fd, name = tempfile.mkstemp(dir=real.parent, prefix=_temp_prefix(real), suffix=f".part{suffix or real.suffix}")
             os.close(fd)
         self.temp = Path(name)
         return self.temp
@@ -353,6 +356,23 @@ class Destination:
             raise StclipError(f"cannot write {self.name}: {reason}") from None
 
 
+def _temp_prefix(real: Path) -> str:
+    return f".{real.stem}."
+
+
+def leftover_temporaries(target: Target) -> list[Path]:
+    """Temporary files that writers of ``target`` killed without warning (SIGKILL, a lost machine) left beside it.
+
+    A writer that is told to stop discards its own; this is for an engine whose workers die without being told (the
+    Ray engine, when the run is interrupted). Matches ``temp_path``'s names exactly (tempfile's 8 random characters),
+    so another output's temporary file never does.
+    """
+    if target.mode != "file" or target.real is None or not target.real.parent.is_dir():
+        return []
+    name = re.compile(re.escape(_temp_prefix(target.real)) + r"[a-z0-9_]{8}\.part.*")
+    return sorted(p for p in target.real.parent.iterdir() if name.fullmatch(p.name) and p.is_file())
+
+
 def check_writable(path: str | Path) -> Path:
     """Fail now, before any decoding, with "cannot write <path>: <reason>" if ``path`` cannot be written as a
     regular file (for outputs outside ``plan_outputs``, e.g. an evaluation result)."""
@@ -362,5 +382,5 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-__all__ = ["Destination", "KINDS", "STDOUT", "Target", "VIDEO_SUFFIXES", "check_writable", "classify", "plan_outputs",
-           "stream_stem"]
+__all__ = ["Destination", "KINDS", "STDOUT", "Target", "VIDEO_SUFFIXES", "check_writable", "classify",
+           "leftover_temporaries", "plan_outputs", "stream_stem"]

@@ -155,15 +155,17 @@ class JsonSink(_TextSink):
 
     trailer = "\n]}\n"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, video: str | None = None) -> None:
+        """``video``: what the JSON calls the video, when not the path it is decoded from (a remote video's URI)."""
         super().__init__(path)
+        self.video = video
         self._count = 0
 
     def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
         """Start the temp file and write the per-video header (``model``: a ModelInfo or a dict of its fields)."""
         self.actions = list(actions)
         header = {
-            "video": str(info.path),
+            "video": self.video or str(info.path),
             "width": info.width,
             "height": info.height,
             "fps": float(info.fps),
@@ -383,6 +385,18 @@ class VideoSink(_Sink):
             except (av.FFmpegError, OSError):
                 pass  # already failing; the temporary file goes next
         self.destination.discard()
+
+
+def plan_sinks(plan: Mapping[str, Target], top_k: int = 2, video: str | None = None) -> list[_Sink]:
+    """The sinks of one video from its planned targets (destinations.plan_outputs): json, jsonl, csv, video, plot.
+
+    ``video``: what the JSON calls the video when not the path it is decoded from (see ``JsonSink``).
+    """
+    from .timeline import TimelineSink  # timeline.py builds on this module
+
+    makers = {"json": lambda target: JsonSink(target, video), "jsonl": JsonLinesSink, "csv": CsvSink,
+              "video": lambda target: VideoSink(target, top_k), "plot": TimelineSink}
+    return [makers[kind](target) for kind, target in plan.items()]
 
 
 def persons_json(detections: sv.Detections, actions: list[str]) -> list[dict[str, Any]]:
