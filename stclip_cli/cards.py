@@ -234,27 +234,32 @@ def load_weights(model: "ActionModel", checkpoint: str | Path) -> None:
     """Load a checkpoint's trainable weights into ``model``; the sets of names and shapes must match exactly.
 
     A model built without LoRA adapters (inference) gets the checkpoint's LoRA factors merged into its weights.
+    Tensors are read one at a time from the file (safetensors maps it), so loading needs no second copy of them.
     """
     import torch
+    from safetensors import safe_open
 
     from .model.lora import LORA_NAME, merge_lora
 
-    tensors = {k[len("model."):]: v for k, v in load_tensors(checkpoint).items() if k.startswith("model.")}
-    has_adapters = any(LORA_NAME.fullmatch(name) for name, _ in model.named_parameters())
-    if not has_adapters and any(LORA_NAME.fullmatch(name) for name in tensors):
-        try:
-            merged = merge_lora(model, tensors, model.lora_rank, model.lora_alpha)
-        except (ValueError, AttributeError) as err:
-            raise StclipError(f"checkpoint {checkpoint} does not fit this model ({err})") from None
-        tensors = {k: v for k, v in tensors.items() if k not in merged}
-    expected = {k: v.shape for k, v in model.named_parameters() if v.requires_grad}
-    if set(tensors) != set(expected) or any(tensors[k].shape != s for k, s in expected.items()):
-        missing = sorted(set(expected) - set(tensors))[:2]
-        raise StclipError(f"checkpoint {checkpoint} does not fit this model (e.g. {missing or 'shape mismatch'})")
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for k, v in tensors.items():
-            params[k].copy_(v)
+    read_metadata(checkpoint)
+    with safe_open(str(checkpoint), framework="pt") as f:
+        names = {k[len("model."):]: k for k in f.keys() if k.startswith("model.")}
+        has_adapters = any(LORA_NAME.fullmatch(name) for name, _ in model.named_parameters())
+        if not has_adapters and any(LORA_NAME.fullmatch(name) for name in names):
+            factors = {n: f.get_tensor(k) for n, k in names.items() if LORA_NAME.fullmatch(n)}
+            try:
+                merge_lora(model, factors, model.lora_rank, model.lora_alpha)
+            except (ValueError, AttributeError) as err:
+                raise StclipError(f"checkpoint {checkpoint} does not fit this model ({err})") from None
+            names = {n: k for n, k in names.items() if n not in factors}
+        params = {k: v for k, v in model.named_parameters() if v.requires_grad}
+        shapes = {n: tuple(f.get_slice(k).get_shape()) for n, k in names.items()}
+        if set(names) != set(params) or any(shapes[n] != tuple(p.shape) for n, p in params.items()):
+            missing = sorted(set(params) - set(names))[:2]
+            raise StclipError(f"checkpoint {checkpoint} does not fit this model (e.g. {missing or 'shape mismatch'})")
+        with torch.no_grad():
+            for name, key in names.items():
+                params[name].copy_(f.get_tensor(key))
 
 
 __all__ = [

@@ -87,6 +87,16 @@ def _on_sigterm(handler: Any) -> Any:
     return signal.signal(signal.SIGTERM, handler)
 
 
+def _default_batch(device: str) -> int:
+    """Keyframes per forward pass when not asked: 8 on a GPU (it fills the GPU), 1 on a CPU (batching there is
+    slower, as benchmarks/speed.py measures, and holds more frames in memory)."""
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return 8 if device.startswith("cuda") else 1
+
+
 def _device(name: str):
     from .train import resolve_device
 
@@ -176,7 +186,7 @@ def detect(
     interest_k: Optional[int] = typer.Option(None, min=0, help="interest tokens per person (multi-action data, AVA: 100); 0 = all tokens", show_default="the card's"),
     fps: Optional[float] = typer.Option(None, help="frame rate of a folder of frames, or of a stream without timestamps (raw H.264 on -)", show_default="25"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
-    batch_size: int = typer.Option(8, min=1, help="keyframes scored per forward pass"),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
     half: bool = typer.Option(False, help="bf16 on GPU"),
     int8: bool = typer.Option(False, "--int8", help="int8 CPU path: about 3x faster, scores within ~1e-3 (see README, Speed)"),
     quiet: bool = typer.Option(False, help="no progress bar or summary"),
@@ -218,7 +228,7 @@ def detect(
             outputs={"json": json_out, "video": video_out, "csv": csv_out, "plot": plot}, model=model, checkpoint=checkpoint,
             backbone=backbone, pretrained=pretrained, clip_weights=clip_weights, detector=detector, boxes=boxes,
             boxes_format=boxes_format, person_conf=person_conf, window=window, interest_k=interest_k, top_k=top_k,
-            options=DetectOptions(stride, batch_size, fp_margin, single_action, track, smooth, fps), frame_fit=frame_fit,
+            options=DetectOptions(stride, batch_size or _default_batch(device), fp_margin, single_action, track, smooth, fps), frame_fit=frame_fit,
             device=device, half=half, int8=int8, quiet=quiet)
     from .inputs import StreamInput, check_inputs
 
@@ -269,7 +279,8 @@ def detect(
         console.print(f"[yellow]note:[/yellow] {note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
     scorer = Scorer(net, names, multi_label=card.multi_label, half=half, frame_fit=frame_fit)
     person_detector = _person_detector(boxes, detector, person_conf, device, half, boxes_format)
-    predictor = Predictor(person_detector, scorer, DetectOptions(stride, batch_size, fp_margin, single_action, track, smooth, fps))
+    options = DetectOptions(stride, batch_size or _default_batch(net.device.type), fp_margin, single_action, track, smooth, fps)
+    predictor = Predictor(person_detector, scorer, options)
     info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
                      "sigmoid" if card.multi_label else "softmax", note, precision(net, half, int8))
     summaries = []
@@ -643,7 +654,7 @@ def evaluate(
     classes: Optional[str] = typer.Option(None, help='with --pred: score these classes, e.g. "clap,sit,wave"', show_default="the split's, else every GT class"),
     fp_margin: Optional[float] = typer.Option(None, help="false-positive filter margin", show_default="jhmdb 0.001, others 0.7"),
     max_persons: Optional[int] = typer.Option(None, help="score at most this many detections per frame"),
-    batch_size: int = typer.Option(8),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
     device: str = typer.Option("auto"),
     half: bool = typer.Option(False, help="bf16 on GPU"),
     int8: bool = typer.Option(False, "--int8", help="int8 CPU path (about 3x faster; see README, Speed)"),
@@ -700,7 +711,7 @@ def evaluate(
 
     with Progress(console=console, disable=quiet) as progress:
         task = progress.add_task(f"eval {dataset} split {split}", total=len(view.videos))
-        result = evaluate_view(view, scorer, persons, single_action, batch_size, margin, max_persons,
+        result = evaluate_view(view, scorer, persons, single_action, batch_size or _default_batch(dev.type), margin, max_persons,
                                on_video=lambda n: progress.advance(task, n))
     result.settings = {"dataset": dataset, "split": split, "subset": subset, "model": card.name,
                        "checkpoint": str(card.checkpoint) if card.checkpoint else None, "gt_boxes": gt_boxes,
