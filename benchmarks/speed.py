@@ -233,7 +233,9 @@ def main() -> None:
                 for stride in strides:
                     secs = args.fp32_stride1_seconds if (name == "fp32" and stride == 1 and args.fp32_stride1_seconds) else args.seconds
                     clip = clips[secs]
-                    boxes = write_boxes(tmp_path / f"boxes{persons}.json", 400, persons, 340, 256)
+                    with av.open(str(clip)) as container:
+                        frames = container.streams.video[0].frames
+                    boxes = write_boxes(tmp_path / f"boxes{persons}.json", frames, persons, 340, 256)
                     wall, keyframes = end_to_end(clip, checkpoint, boxes, stride, name == "int8", tmp_path / "out.json")
                     rows.append({"path": name, "persons": persons, "stride": stride, "kind": "end to end",
                                  "clip_seconds": secs, "keyframes": keyframes, "wall_s": wall,

@@ -127,6 +127,20 @@ def make_frame() -> Callable[..., np.ndarray]:
     return synthetic_frame
 
 
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of the tiny randomly initialised card (read only: tests that change weights make their own)."""
+    import torch
+
+    from stclip_cli.cards import build_model, load_card, save_checkpoint
+
+    torch.manual_seed(0)
+    card = load_card("tiny-test")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, build_model(card), card, {"step": 0})
+    return path
+
+
 @pytest.fixture
 def sample_clip() -> Path:
     """The real sample clip shipped with the package (arm_wrestling.mp4, mmaction2's demo video)."""

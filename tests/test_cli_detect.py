@@ -21,15 +21,6 @@ runner = CliRunner()
 ACTIONS = "brush teeth,fishing,sit"
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    card = load_card("tiny-test")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, build_model(card), card, {"step": 0})
-    return path
-
-
 def boxes_file(tmp_path: Path, n_frames: int, per_frame=((10, 8, 40, 50), (50, 10, 90, 60)), name="boxes.json") -> Path:
     """COCO-results boxes (image_id = 0-based frame index, bbox [x, y, w, h]) for every frame; ``per_frame`` is xyxy."""
     rows = [{"image_id": f, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 0.9 - 0.1 * k}

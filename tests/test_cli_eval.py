@@ -10,11 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from conftest import SHARED
-from stclip_cli.cards import build_model, load_card, save_checkpoint
 from stclip_cli.cli import app
 from stclip_cli.data.splits import UCF24_CLASSES, get_split
 from synthetic import make_jhmdb, person_box
@@ -38,15 +36,6 @@ def one_line_error(result) -> str:
 
 def notes(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("note:")]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    card = load_card("tiny-test")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, build_model(card), card, {"step": 0})
-    return path
 
 
 # --- which classes --pred is scored on ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from conftest import write_video
 from stclip_cli import corpus, corpus_inputs
 from stclip_cli.cards import build_model, card_for_checkpoint, load_card, save_checkpoint
 from stclip_cli.cli import _cli_uri, app
-from stclip_cli.corpus import (FAILURES_NAME, CorpusSettings, Resources, VideoJob, VideoWorker, decode_job, encode_job,
+from stclip_cli.corpus import (FAILURES_NAME, CorpusSettings, Resources, VideoWorker, decode_job, encode_job,
                                plan_corpus, pool_size)
 from stclip_cli.corpus_inputs import VideoRef
 from stclip_cli.detection import BoxesFile

@@ -16,25 +16,14 @@ from pathlib import Path
 
 import av
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from stclip_cli.cards import build_model, load_card, save_checkpoint
 from stclip_cli.cli import app
 from stclip_cli.destinations import plan_outputs
 from stclip_cli.errors import StclipError
 
 runner = CliRunner()
 ACTIONS = "clap,wave"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    card = load_card("tiny-test")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, build_model(card), card, {"step": 0})
-    return path
 
 
 @pytest.fixture

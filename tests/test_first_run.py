@@ -10,26 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from stclip_cli import __version__
-from stclip_cli.cards import build_model, load_card, save_checkpoint
 from stclip_cli.cli import FALLBACK_NOTE, app
 from test_weights import put_in_hub_cache
 
 runner = CliRunner()
 ACTIONS = "brush teeth,fishing"
 TINY_CLIP = ["--backbone", "stclip-tiny-test", "--pretrained", "none"]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    card = load_card("tiny-test")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, build_model(card), card, {"step": 0})
-    return path
 
 
 def boxes_file(tmp_path: Path, n_frames: int) -> Path:

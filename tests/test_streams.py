@@ -35,7 +35,7 @@ from stclip_cli.predictor import DetectOptions, Predictor
 from stclip_cli.scoring import Scorer
 from stclip_cli.inputs import StreamInput, check_inputs, is_stream
 from stclip_cli.video import Frame, VideoInfo
-from test_cli_detect import ACTIONS, base_args, boxes_file, checkpoint, detect, one_line_error  # noqa: F401 (fixture)
+from test_cli_detect import ACTIONS, base_args, boxes_file, detect, one_line_error
 
 MODEL = ModelInfo("tiny-test", "stclip-tiny-test", None, "softmax")
 

@@ -22,7 +22,7 @@ from stclip_cli.timeline import (
     timeline_from_result, timeline_text,
 )
 from stclip_cli.video import VideoInfo
-from test_cli_detect import ACTIONS, base_args, boxes_file, checkpoint, detect, one_line_error  # noqa: F401 (fixture)
+from test_cli_detect import ACTIONS, base_args, boxes_file, detect, one_line_error
 
 runner = CliRunner()
 NAMES = ["walk", "run", "wave"]
