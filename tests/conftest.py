@@ -7,6 +7,7 @@ previous run left behind (settings files, downloaded weights) can make a test pa
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ from fractions import Fraction
 from pathlib import Path
 
 FRESH_HOME = Path(tempfile.mkdtemp(prefix="stclip-tests-home-"))
+# removed at interpreter exit, not in pytest_unconfigure: pytest skips that hook when it stops on a usage error
+atexit.register(shutil.rmtree, FRESH_HOME, ignore_errors=True)
 FRESH_ENV = {
     "HOME": str(FRESH_HOME),
     "XDG_CONFIG_HOME": str(FRESH_HOME / ".config"),
@@ -149,6 +152,9 @@ def sample_clip() -> Path:
     return SAMPLE_CLIP
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Remove the session's fresh HOME (settings and caches the libraries created in it)."""
-    shutil.rmtree(FRESH_HOME, ignore_errors=True)
+def one_line_error(result) -> str:
+    """The single ``error:`` line of a failed CLI run (exit 1, no traceback, nothing else printed)."""
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    return lines[0]

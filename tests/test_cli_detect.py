@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import write_vfr_video
+from conftest import one_line_error, write_vfr_video
 from stclip_cli.cards import build_model, load_card, save_checkpoint
 from stclip_cli.cli import app
 
@@ -42,13 +42,6 @@ def detect(*args: str):
 def base_args(checkpoint: Path, boxes: Path) -> list[str]:
     return ["--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet"]
 
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
 
 
 def test_detect_json_schema_and_times(tmp_path, make_video, checkpoint):

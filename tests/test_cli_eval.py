@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SHARED
+from conftest import SHARED, one_line_error
 from stclip_cli.cli import app
 from stclip_cli.data.splits import UCF24_CLASSES, get_split
 from synthetic import make_jhmdb, person_box
@@ -25,13 +25,6 @@ SPLIT1 = {"clap", "sit", "wave", "throw", "pullup", "catch"}
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
 
 
 def notes(output: str) -> list[str]:

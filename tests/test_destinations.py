@@ -18,6 +18,7 @@ import av
 import pytest
 from typer.testing import CliRunner
 
+from conftest import one_line_error
 from stclip_cli.cli import app
 from stclip_cli.destinations import plan_outputs
 from stclip_cli.errors import StclipError
@@ -59,11 +60,6 @@ def snapshot(folder: Path) -> dict[str, tuple]:
 def leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.rglob("*") if ".part" in p.name or p.name.endswith(".tmp")]
 
-
-def one_line_error(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
 
 
 def test_folder_output_never_writes_over_the_input(tmp_path, make_video, checkpoint, boxes, monkeypatch):

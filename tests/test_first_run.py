@@ -122,3 +122,14 @@ def test_help_shows_every_default_and_version():
     assert 'Example: stclip detect video.mp4 --actions "brush teeth,fishing"' in top.output
     version = runner.invoke(app, ["--version"])
     assert version.exit_code == 0 and version.output.strip() == f"stclip {__version__}"
+
+
+def test_a_pytest_run_that_stops_on_a_usage_error_leaves_no_fresh_home_behind(tmp_path):
+    """The suite's temporary HOME was removed only by a pytest hook that a usage error skips."""
+    pattern = "stclip-tests-home-*"
+    tmp_root = tmp_path / "tmp"
+    tmp_root.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--no-such-flag"], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1], env={**os.environ, "TMPDIR": str(tmp_root)}, timeout=120)
+    assert proc.returncode != 0 and "no-such-flag" in proc.stderr
+    assert not list(tmp_root.glob(pattern))
