@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from . import MODELS
 from .destinations import Destination, classify
 from .errors import StclipError
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # torch and open_clip load in seconds: imported where a model
 
     from .model.base import ActionModel
 
-CARDS_DIR = Path(__file__).resolve().parents[1] / "models"
+CARDS_DIR = MODELS
 MODEL_ALIASES = {"stclip": "stclip-vitb16"}
 # what `detect` scores with when ST-CLIP has no checkpoint: the paper's training-free baseline, the best published
 # training-free result (73.42 ZS-JHMDB, 48.22 ZS-UCF frame mAP)

@@ -12,11 +12,12 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
+from .. import MODELS
 from ..errors import StclipError
 from ..quiet import quiet_logger
 from ..weights import clip_source
 
-OPEN_CLIP_CONFIGS = Path(__file__).resolve().parents[2] / "models" / "open_clip"
+OPEN_CLIP_CONFIGS = MODELS / "open_clip"
 _registered = False
 
 
