@@ -9,9 +9,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from stclip_cli.cards import build_model, load_card, save_checkpoint
+from stclip_cli.cards import build_model, load_card
 from stclip_cli.cli import app
 from stclip_cli.scoring import KeyframeRequest, Scorer
+from test_cli_detect import boxes_file
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 ACTIONS = ["clap", "sit", "wave", "throw", "pullup", "catch"]
@@ -57,14 +58,9 @@ def test_bf16_batched_scores_are_close_to_fp32():
         assert (a.argmax(-1) == b.argmax(-1)).all()
 
 
-def test_detect_on_cuda_with_half(tmp_path, make_video):
-    torch.manual_seed(0)
-    card = load_card("tiny-test")
-    checkpoint = tmp_path / "tiny.safetensors"
-    save_checkpoint(checkpoint, build_model(card), card, {"step": 0})
+def test_detect_on_cuda_with_half(tmp_path, make_video, checkpoint):
     video = make_video(tmp_path, n_frames=12)
-    boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps([{"image_id": f, "bbox": [10, 8, 30, 40], "score": 0.9} for f in range(12)]))
+    boxes = boxes_file(tmp_path, 12)
     out = tmp_path / "out.json"
     result = CliRunner().invoke(app, ["detect", str(video), "--actions", ",".join(ACTIONS), "--model", "tiny-test",
                                       "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--device", "cuda",

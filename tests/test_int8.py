@@ -10,9 +10,10 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from stclip_cli.cards import build_model, load_card, save_checkpoint
+from stclip_cli.cards import build_model, load_card
 from stclip_cli.cli import app
 from stclip_cli.model.int8 import SelfAttention, quantize_int8
+from test_cli_detect import boxes_file
 
 runner = CliRunner()
 
@@ -67,14 +68,9 @@ def test_int8_stays_close_to_fp32_and_leaves_the_text_tower_alone():
     assert torch.equal(a.argmax(-1), b.argmax(-1))
 
 
-def test_detect_int8_end_to_end(tmp_path, make_video):
-    torch.manual_seed(0)
-    card = load_card("tiny-test")
-    checkpoint = tmp_path / "tiny.safetensors"
-    save_checkpoint(checkpoint, build_model(card), card, {"step": 0})
+def test_detect_int8_end_to_end(tmp_path, make_video, checkpoint):
     video = make_video(tmp_path, n_frames=6)
-    boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps([{"image_id": f, "bbox": [10, 8, 30, 40], "score": 0.9} for f in range(6)]))
+    boxes = boxes_file(tmp_path, 6)
     common = ["detect", str(video), "--actions", "clap,sit,wave", "--model", "tiny-test", "--checkpoint", str(checkpoint),
               "--boxes", str(boxes), "--quiet"]
     outs = {}
