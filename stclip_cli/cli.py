@@ -215,6 +215,8 @@ def detect(
         raise StclipError("--smooth needs --track (scores are smoothed along a track)")
     if frame_fit not in ("crop", "letterbox"):
         raise StclipError(f"--frame-fit must be crop or letterbox, not '{frame_fit}'")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise StclipError(f"--fps must be a number above 0 (got {fps})")
     if int8 and (half or device.startswith("cuda")):
         raise StclipError("--int8 is the CPU path; on a GPU use --half (bf16)")
     ray_options = {"--parquet": parquet, "--actors": actors, "--cpus-per-actor": cpus_per_actor,
@@ -674,6 +676,10 @@ def evaluate(
     from .data.splits import parse_split
 
     split = parse_split(split) if split is not None else None
+    if json_out is not None:
+        from .destinations import plan_file
+
+        plan_file(json_out, "--json", [pred, gt, excluded, label_map, boxes])
     if pred is not None or gt is not None:
         if boxes is not None or detector is not None:
             raise StclipError("--boxes and --detector choose the persons a model scores; a --pred file is already scored")
@@ -702,6 +708,11 @@ def evaluate(
     options = {"pool": recorded["pool"]} if "pool" in recorded else {}
     options.update(_boxes_file_option(dataset, boxes, gt_boxes, detector))
     view = open_dataset(dataset, data_root or recorded.get("data_root"), split, subset, **options)
+    target = json_out or (Path(card.checkpoint).with_name(f"eval-{subset}{'-gt' if gt_boxes else ''}{'-sa' if single_action else ''}.json")
+                          if card.checkpoint else Path(f"eval-{dataset}-split{split}-{card.name}.json"))
+    from .destinations import plan_file
+
+    plan_file(target, "--json", [card.checkpoint, boxes])  # before hours of evaluation, not after
     persons = _eval_persons(view, gt_boxes, boxes, detector, person_conf, device, half)
     dev = _device(device)
     net = build_scoring_model(card, clip_weights, dev, int8)
@@ -719,8 +730,6 @@ def evaluate(
                        "precision": precision(net, half, int8)}
     _print_aps(result.aps, result.mean, f"{dataset} split {split} {subset} classes, frame mAP@0.5"
                f"{' (GT boxes)' if gt_boxes else ''}{' (soft voting)' if single_action else ''}")
-    target = json_out or (Path(card.checkpoint).with_name(f"eval-{subset}{'-gt' if gt_boxes else ''}{'-sa' if single_action else ''}.json")
-                          if card.checkpoint else Path(f"eval-{dataset}-split{split}-{card.name}.json"))
     from .outputs import atomic_text
 
     atomic_text(target, json.dumps(result.to_dict(), indent=2))
@@ -857,15 +866,13 @@ def plot(
 
     Example: stclip plot clip.stclip.json --out clip.timeline.png
     """
-    from .destinations import classify
+    from .destinations import plan_file
     from .timeline import read_result, timeline_text, write_png
 
     target = out if out is not None else result.with_suffix(".png")
     if target.suffix.lower() != ".png" and not target.is_dir():
         raise StclipError(f"--out writes a PNG image: name the file .png (got {target})")
-    classify(target, "--out")  # writable, not a folder, not a block device
-    if target.resolve() == result.resolve():
-        raise StclipError(f"--out {target} is the input; choose another file")
+    plan_file(target, "--out", [result])  # writable, not a folder, not a block device, not the input
     timeline = read_result(result)
     write_png(timeline, target)
     if not quiet:

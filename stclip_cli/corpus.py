@@ -165,10 +165,14 @@ def plan_corpus(refs: Sequence[VideoRef], requested: dict[str, str | Path | None
     if any(ref.remote for ref in refs) and not any(v not in (None, "") for v in requested.values()):
         raise StclipError("videos in an object store have no folder beside them for their JSON: give --json DIR/")
     plans = plan_outputs([ref.path for ref in refs], requested, always={"parquet": f"{str(parquet).rstrip('/')}/"})
+    reserved = {os.path.realpath(Path(str(parquet).rstrip("/")) / name) for name in (FAILURES_NAME, LOG_NAME)}
     for plan in plans:
         for kind, target in plan.items():
             if target.mode != "file":
                 raise StclipError(f"the Ray engine's workers write files; {target.name} is not one (give a folder ending with /)")
+            if os.path.realpath(target.path) in reserved:
+                raise StclipError(f"{target.path} is the run's own {target.path.name}: rename that video, or give "
+                                  f"its outputs another folder")
     return [VideoJob(ref, plan) for ref, plan in zip(refs, plans)]
 
 
@@ -507,6 +511,7 @@ def write_failures(folder: str | Path, failures: Sequence[tuple[str, str]]) -> P
     from .outputs import atomic_text
 
     path = Path(f"{str(folder).rstrip('/')}/{FAILURES_NAME}")
+    path.parent.mkdir(parents=True, exist_ok=True)  # a run whose every video failed before writing any rows
     rows = [{"video": video, "error": error} for video, error in failures]
     return atomic_text(path, json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
 

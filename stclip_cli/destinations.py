@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote, urlparse
 
 from .errors import StclipError
 
@@ -134,6 +135,7 @@ def plan_outputs(
             if isinstance(video, str):
                 plan["jsonl"] = Target(None, "stdout")
                 continue
+            video = Path(os.path.abspath(video))  # "." and ".." name the folder they stand for
             stem = video.name if video.is_dir() else video.stem
             plan[default] = classify(video.parent / f"{stem}.stclip{suffix}", KINDS[default].flag)
     for plan, video in zip(plans, inputs):
@@ -160,21 +162,39 @@ def stream_stem(text: str) -> str:
 def _distinct_stems(inputs: Sequence[Path | str]) -> list[str]:
     """Output names for inputs written into one folder: the file stem, with as many parent folder names in front
     (``cam1-clip``) as it takes to tell inputs with the same stem apart (a stream: ``stream_stem``)."""
-    parts = [(stream_stem(p),) if isinstance(p, str) else Path(os.path.abspath(p)).parts for p in inputs]
-    stems = [stream_stem(p) if isinstance(p, str) else Path(p).name if Path(p).is_dir()
-             else Path(p).stem for p in inputs]  # a remote video (corpus engine) is no local file: its stem too
+    paths = [None if isinstance(p, str) else Path(os.path.abspath(p)) for p in inputs]
+    parts = [(stream_stem(p),) if path is None else path.parts for p, path in zip(inputs, paths)]
+    stems = [stream_stem(p) if path is None else path.name if path.is_dir()
+             else path.stem for p, path in zip(inputs, paths)]  # a remote video (corpus engine): its stem too
+    out = _with_parents(stems, parts)
+    if clashing := set(_clashing(out)):  # same folder, same stem: clip.mp4 and clip.mov -> clip-mp4, clip-mov
+        stems = [f"{stem}-{paths[i].suffix.lstrip('.')}" if i in clashing and paths[i] is not None and paths[i].suffix
+                 else stem for i, stem in enumerate(stems)]
+        out = _with_parents(stems, parts)
+    if clashing := _clashing(out):
+        raise StclipError(f"the same video is given twice: {inputs[clashing[-1]]}")
+    return out
+
+
+def _with_parents(stems: Sequence[str], parts: Sequence[tuple[str, ...]]) -> list[str]:
+    """Each name that clashes gets as many of its parent folders' names in front as it takes to be unique."""
     out = list(stems)
     for depth in range(1, max(len(p) for p in parts) + 1):
-        counts: dict[str, int] = {}
-        for name in out:
-            counts[name] = counts.get(name, 0) + 1
-        clashing = [i for i, name in enumerate(out) if counts[name] > 1]
+        clashing = _clashing(out)
         if not clashing:
-            return out
+            break
         for i in clashing:
             parents = [p for p in parts[i][:-1] if p not in ("/", os.sep)][-depth:]
             out[i] = "-".join([*parents, stems[i]])
-    raise StclipError(f"the same video is given twice: {inputs[out.index(out[0])]}")
+    return out
+
+
+def _clashing(names: Sequence[str]) -> list[int]:
+    """Indices of names that occur more than once."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return [i for i, name in enumerate(names) if counts[name] > 1]
 
 
 def _check_folder(folder: Path, flag: str) -> None:
@@ -237,20 +257,41 @@ def _check_regular(real: Path, shown: Path, in_new_folder: bool) -> None:
 def _refuse_clashes(inputs: Sequence[Path | str], plans: list[dict[str, Target]]) -> None:
     """No output is an input (a stream's too, when it names a path: a webcam device), and no two outputs share a
     file."""
-    sources = {_identity(Path(p)): p for p in inputs if not isinstance(p, str) or (p != STDOUT and os.path.exists(p))}
-    seen: dict[tuple, str] = {}
-    for plan in plans:
+    local = {p: _local_path(p) for p in inputs}
+    sources = {_identity(path): p for p, path in local.items() if path is not None}
+    folders = [(os.path.realpath(path), p) for p, path in local.items() if path is not None and path.is_dir()]
+    seen: dict[tuple, tuple[str, Path | str]] = {}
+    for plan, video in zip(plans, inputs):
         for kind, target in plan.items():
+            flag = KINDS[kind].flag
             if target.mode == "stdout":
                 key: tuple = ("stdout",)
             else:
                 key = _identity(target.path)
                 if key in sources:
-                    raise StclipError(f"{KINDS[kind].flag} {target.path} would write over the input "
+                    raise StclipError(f"{flag} {target.path} would write over the input "
                                       f"{sources[key]}; stclip never writes over an input: choose another name or folder")
+                real = os.path.realpath(target.path)
+                for folder, source in folders:
+                    if real.startswith(folder.rstrip(os.sep) + os.sep):
+                        raise StclipError(f"{flag} {target.path} is inside the input folder {source}; stclip never "
+                                          f"writes into an input: choose another name or folder")
             if key in seen and target.mode != "stream":
-                raise StclipError(f"{target.name} is given to two outputs ({seen[key]} and {KINDS[kind].flag})")
-            seen[key] = KINDS[kind].flag
+                other_flag, other_video = seen[key]
+                if other_flag == flag and other_video != video:
+                    raise StclipError(f"{other_video} and {video} would both write {target.name}: name an output "
+                                      f"folder (ending in /), e.g. {flag} results/")
+                raise StclipError(f"{target.name} is given to two outputs ({other_flag} and {flag})")
+            seen[key] = (flag, video)
+
+
+def _local_path(source: Path | str) -> Path | None:
+    """The local file or device an input reads, if any: a path, a ``file:`` URL or an existing device path."""
+    if not isinstance(source, str):
+        return Path(source)
+    if source.lower().startswith("file:"):
+        return Path(unquote(urlparse(source).path))
+    return Path(source) if source != STDOUT and os.path.exists(source) else None
 
 
 def _identity(path: Path | None) -> tuple:
@@ -373,6 +414,21 @@ def leftover_temporaries(target: Target) -> list[Path]:
     return sorted(p for p in target.real.parent.iterdir() if name.fullmatch(p.name) and p.is_file())
 
 
+def plan_file(path: str | Path, flag: str, inputs: Sequence[Path | str | None] = ()) -> Target:
+    """One output outside ``plan_outputs`` (an evaluation result, a timeline of a result file), checked before any
+    work: writable, ``-`` for standard output, and never one of ``inputs``."""
+    if str(path) == STDOUT:
+        return Target(None, "stdout")
+    target = classify(Path(path), flag)
+    key = _identity(target.path)
+    for source in filter(None, inputs):
+        local = _local_path(source)
+        if local is not None and _identity(local) == key:
+            raise StclipError(f"{flag} {path} would write over the input {source}; stclip never writes over an "
+                              f"input: choose another name")
+    return target
+
+
 def check_writable(path: str | Path) -> Path:
     """Fail now, before any decoding, with "cannot write <path>: <reason>" if ``path`` cannot be written as a
     regular file (for outputs outside ``plan_outputs``, e.g. an evaluation result)."""
@@ -383,4 +439,4 @@ def check_writable(path: str | Path) -> Path:
 
 
 __all__ = ["Destination", "KINDS", "STDOUT", "Target", "VIDEO_SUFFIXES", "check_writable", "classify",
-           "leftover_temporaries", "plan_outputs", "stream_stem"]
+           "leftover_temporaries", "plan_file", "plan_outputs", "stream_stem"]

@@ -171,14 +171,21 @@ def timeline_from_result(data: Any, source: str = "result") -> Timeline:
             scores = np.array([[float(p["scores"].get(a, 0.0)) for a in actions] for p in persons], dtype=np.float64)
             if any(t is not None and not isinstance(t, int) for t in tracks) or not math.isfinite(time):
                 raise ValueError
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
             raise StclipError(f"{source}: frame {n} is not a detect frame (time, persons with box, track_id, scores)") from None
         log.add(time, tracks, centres, scores.reshape(len(persons), len(actions)))
     model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
     fps, num_frames = data.get("fps"), data.get("num_frames")
-    duration = num_frames / fps if isinstance(fps, (int, float)) and fps > 0 and isinstance(num_frames, int) else None
+    if not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+        fps = None
+    try:
+        duration = num_frames / fps if fps and isinstance(num_frames, int) else None
+    except OverflowError:
+        duration = None
+    if duration is not None and not math.isfinite(duration):
+        duration = None
     return log.timeline(Path(str(data.get("video", source))).name, str(model.get("name", "?")), model.get("note"),
-                        actions, duration, fps if isinstance(fps, (int, float)) else None)
+                        actions, duration, fps)
 
 
 def read_result(path: Path) -> Timeline:

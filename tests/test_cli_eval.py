@@ -349,3 +349,20 @@ def test_ucf24_persons_from_a_yolo_detector(tmp_path, checkpoint, ucf_root):
     assert result.exit_code == 0, result.output
     scored = json.loads((tmp_path / "r.json").read_text())
     assert scored["persons"] == "detector yolo11n.yaml" and scored["keyframes"] == 12
+
+
+@pytest.mark.parametrize("which", ["gt", "pred"])
+def test_eval_json_never_writes_over_its_inputs(tmp_path, which, monkeypatch):
+    gt, pred = _coco_gt(tmp_path / "gt.json"), _pred(tmp_path / "pred.json", {0: 0.9})
+    before = {p: p.read_bytes() for p in (gt, pred)}
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(invoke("eval", "--pred", pred, "--gt", gt, "--classes", "clap", "--json", f"./{which}.json"))
+    assert "would write over the input" in line
+    assert {p: p.read_bytes() for p in (gt, pred)} == before
+
+
+def test_eval_json_that_cannot_be_written_fails_before_evaluating(tmp_path):
+    gt, pred = _coco_gt(tmp_path / "gt.json"), _pred(tmp_path / "pred.json", {0: 0.9})
+    line = one_line_error(invoke("eval", "--pred", pred, "--gt", gt, "--classes", "clap", "--json",
+                                 tmp_path / "missing" / "r.json"))  # one line: no AP table was printed first
+    assert "folder" in line and "does not exist" in line

@@ -379,3 +379,16 @@ def test_unreachable_cluster_fails_at_once():
     with pytest.raises(StclipError, match=rf"^cannot join the Ray cluster at ray://127.0.0.1:{port}: connection refused$"):
         corpus.check_reachable(f"ray://127.0.0.1:{port}")
     corpus.check_reachable("auto")  # Ray answers that one itself, at once
+
+
+def test_a_video_named_like_the_runs_own_files_is_refused(tmp_path):
+    video = tmp_path / "_failures.mp4"
+    video.write_bytes(b"")
+    with pytest.raises(StclipError, match="the run's own _failures.json"):
+        plan_corpus([VideoRef(str(video))], {"json": f"{tmp_path}/out/"}, tmp_path / "out")
+
+
+def test_failures_table_is_written_when_its_folder_was_never_made(tmp_path):
+    """Every video failed before any rows were written: the table's folder did not exist, and its error hid theirs."""
+    path = corpus.write_failures(tmp_path / "rows", [("a.mp4", "video not found: a.mp4")])
+    assert json.loads(path.read_text()) == [{"video": "a.mp4", "error": "video not found: a.mp4"}]

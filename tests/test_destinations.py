@@ -243,3 +243,50 @@ def test_block_devices_are_refused(tmp_path, make_video, checkpoint, boxes):
         pytest.skip("no block device to point at")
     video = make_video(tmp_path, n_frames=3)
     assert "refusing to write to a block device" in one_line_error(detect(video, *args(checkpoint, boxes), "--json", device))
+
+
+def test_a_file_url_input_is_never_written_over(tmp_path, make_video, checkpoint, boxes):
+    video = make_video(tmp_path, n_frames=3)
+    before = video.read_bytes()
+    for flag in ("--json", "--jsonl"):
+        line = one_line_error(detect(video.as_uri(), *args(checkpoint, boxes), flag, video))
+        assert "would write over the input" in line
+    assert video.read_bytes() == before and not leftovers(tmp_path)
+
+
+def test_no_output_goes_into_an_input_frame_folder(tmp_path, make_frames_folder, checkpoint, boxes):
+    frames = make_frames_folder(tmp_path, n_frames=4)
+    before = snapshot(frames)
+    for flag, value in (("--plot", f"{frames}/"), ("--json", frames / "r.json"), ("--json", f"{frames}/sub/")):
+        line = one_line_error(detect(frames, *args(checkpoint, boxes), flag, value))
+        assert "inside the input folder" in line
+    assert snapshot(frames) == before
+
+
+def test_dot_input_writes_its_default_output_beside_the_folder(tmp_path, make_frames_folder, checkpoint, boxes,
+                                                                monkeypatch):
+    """``detect .`` in a frame folder planned ./.stclip.json: a hidden file inside the input."""
+    frames = make_frames_folder(tmp_path, n_frames=4)
+    monkeypatch.chdir(frames)
+    result = detect(".", *args(checkpoint, boxes))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "frames.stclip.json").is_file() and not list(frames.glob("*.json"))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-2"])
+def test_a_frame_rate_that_is_no_rate_is_one_line(tmp_path, make_frames_folder, checkpoint, boxes, value):
+    frames = make_frames_folder(tmp_path, n_frames=4)
+    line = one_line_error(detect(frames, *args(checkpoint, boxes), "--fps", value, "--json", tmp_path / "r.json"))
+    assert line.startswith("error: --fps must be a number above 0")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_same_stem_other_extension_and_a_true_duplicate_are_told_apart(tmp_path):
+    two = tmp_path / "two"
+    two.mkdir()
+    plans = plan_outputs([two / "clip.mp4", two / "clip.mov"], {"json": f"{tmp_path}/out/"})
+    assert [plan["json"].path.name for plan in plans] == ["clip-mp4.json", "clip-mov.json"]
+    with pytest.raises(StclipError, match="given twice: .*y.mp4"):
+        plan_outputs([tmp_path / "a" / "x.mp4", two / "y.mp4", two / "y.mp4"], {"json": f"{tmp_path}/out/"})
+    with pytest.raises(StclipError, match="clip.mp4 and .*clip.mov would both write .*clip.stclip.json"):
+        plan_outputs([two / "clip.mp4", two / "clip.mov"], {"json": None})

@@ -137,6 +137,7 @@ def test_an_hour_of_twenty_persons_renders(tmp_path):
     ({"actions": ["a"], "frames": [{"time": 0.0}]}, "frame 0 is not a detect frame"),
     ({"actions": ["a"], "frames": [{"time": 0.0, "persons": [{"box": [1, 2], "scores": {}}]}]}, "frame 0 is not a detect frame"),
     ({"actions": ["a"], "frames": [{"time": "x", "persons": []}]}, "frame 0 is not a detect frame"),
+    ({"actions": ["a"], "frames": [{"time": 10 ** 400, "persons": []}]}, "frame 0 is not a detect frame"),
 ])
 def test_not_a_result_is_one_line(data, expected):
     with pytest.raises(StclipError, match=expected) as err:
@@ -311,3 +312,14 @@ def test_terminal_summary_shows_the_timeline(tmp_path, make_video, checkpoint, m
     monkeypatch.setattr(cli, "console", quiet)
     assert detect(video, *base_args(checkpoint, boxes_file(tmp_path, 12)), "--json", tmp_path / "q.json").exit_code == 0
     assert "shade = score" not in quiet.export_text()
+
+
+@pytest.mark.parametrize("fps", [1e-308, 0, -5, "25"])
+def test_a_result_with_a_useless_frame_rate_still_draws(fps, tmp_path):
+    """A frame rate of 1e-308 made the duration infinite: a traceback from matplotlib instead of a plot."""
+    data = {"actions": ["a"], "fps": fps, "num_frames": 10,
+            "frames": [{"time": 0.1 * i, "persons": [{"box": [0, 0, 4, 4], "scores": {"a": 0.8}}]} for i in range(3)]}
+    tl = timeline_from_result(data, "r.json")
+    assert tl.duration == pytest.approx(0.3)
+    render_png(tl, tmp_path / "t.png")
+    assert png_shape(tmp_path / "t.png") == image_size(1)
