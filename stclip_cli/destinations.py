@@ -424,8 +424,8 @@ def plan_file(path: str | Path, flag: str, inputs: Sequence[Path | str | None] =
     for source in filter(None, inputs):
         local = _local_path(source)
         if local is not None and _identity(local) == key:
-            raise StclipError(f"{flag} {path} would write over the input {source}; stclip never writes over an "
-                              f"input: choose another name")
+            raise StclipError(f"{flag} {path} is the input {source}: stclip never writes over an input; choose "
+                              f"another name")
     return target
 
 
