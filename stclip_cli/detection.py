@@ -133,8 +133,7 @@ def _yolo(model: str) -> Any:
     path = Path(model)
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
-        if path.is_file():
-            check_architecture(path, model)
+        check_architecture(model)
         try:
             return YOLO(model)
         except Exception as err:

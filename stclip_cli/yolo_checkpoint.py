@@ -20,7 +20,6 @@ from unittest import mock
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from .errors import StclipError, first_line
@@ -93,12 +92,19 @@ def read_checkpoint(path: Path, shown: str) -> dict:
     return ckpt
 
 
-def check_architecture(path: Path, shown: str) -> None:
-    """Refuse a local ``.yaml`` architecture whose ``activation`` is not a plain ``nn.X(literals)``: ultralytics evals it."""
+def check_architecture(model: str) -> None:
+    """Refuse a ``.yaml`` architecture whose ``activation`` is not a plain ``nn.X(literals)``: ultralytics evals it.
+
+    The file is found as ultralytics finds it when it builds (``yolov8n.yaml`` -> ``yolov8.yaml``, ``yolov8n6`` ->
+    ``yolov8n-p6``, its packaged configs), so the file checked is the file built.
+    """
+    from ultralytics.nn.tasks import yaml_model_load
+
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise StclipError(f"cannot build person detector '{shown}': {first_line(err)}") from None
+        config = yaml_model_load(model)
+    except Exception as err:  # missing file, YAML syntax: whatever ultralytics raises, one line
+        raise StclipError(f"cannot build person detector '{model}': {first_line(err)}") from None
+    shown = config.get("yaml_file", model) if isinstance(config, dict) else model
     activation = config.get("activation") if isinstance(config, dict) else None
     if activation is not None and not _is_plain_activation(str(activation)):
         raise StclipError(

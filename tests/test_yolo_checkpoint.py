@@ -160,6 +160,22 @@ def test_yaml_architecture_whose_activation_is_code_is_refused(tmp_path):
     assert YoloPersonDetector(str(plain), device="cpu").model.task == "detect"
 
 
+@pytest.mark.parametrize("asked, built", [("yolov8n.yaml", "yolov8.yaml"), ("yolov8n6.yaml", "yolov8n-p6.yaml")])
+def test_yaml_that_ultralytics_resolves_to_another_file_is_checked_too(tmp_path, asked, built):
+    """ultralytics builds yolov8n.yaml from yolov8.yaml when the first is missing, and yolov8n6 from yolov8n-p6:
+    only the named file was checked, so the file actually built ran its code."""
+    from ultralytics.utils import ROOT
+
+    marker = tmp_path / "marker"
+    text = (ROOT / "cfg" / "models" / "v8" / "yolov8.yaml").read_text()
+    (tmp_path / built).write_text(text + f"\nactivation: open({str(marker)!r}, 'w').close() or nn.SiLU()\n")
+    if asked == "yolov8n6.yaml":
+        (tmp_path / asked).write_text(text)  # harmless, and never read
+    with pytest.raises(StclipError, match="refusing to build: its activation"):
+        YoloPersonDetector(str(tmp_path / asked))
+    assert not marker.exists()
+
+
 def test_other_detector_formats_are_refused(tmp_path):
     exported = tmp_path / "det.torchscript"
     exported.write_bytes(b"x")
