@@ -197,8 +197,8 @@ class BoxesFile:
             raise StclipError(f"boxes file not found: {self.path}")
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise StclipError(f"{self.path}: not a readable JSON boxes file ({err})") from None
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise StclipError(f"{self.path}: not a readable JSON boxes file ({first_line(err)})") from None
         is_detect_json = isinstance(data, dict) and isinstance(data.get("frames"), list)
         if format is None:
             if not (is_detect_json or isinstance(data, list)):
@@ -256,9 +256,9 @@ class BoxesFile:
         return value
 
     def _numbers(self, value: Any, where: str, layout: str) -> list[float]:
-        try:
-            box = [float(v) for v in value]
-        except (TypeError, ValueError):
+        try:  # a list of real numbers: not a string of digits ("1234"), not booleans
+            box = [float(v) for v in value] if isinstance(value, list) and not any(isinstance(v, (bool, str)) for v in value) else []
+        except (TypeError, ValueError, OverflowError):
             box = []
         if len(box) != 4 or not all(math.isfinite(v) for v in box):
             raise StclipError(f"{self.path}: {where} must be 4 finite numbers {layout}, got {value!r}")
@@ -286,7 +286,7 @@ class BoxesFile:
             return None
         try:
             score = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             score = math.nan
         if not math.isfinite(score) or isinstance(value, bool):
             raise StclipError(f"{self.path}: {where} must be a number, got {value!r}")

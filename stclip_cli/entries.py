@@ -68,7 +68,7 @@ class Entries:
                 number = float(value)
             except ValueError:
                 pass
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not _finite(number):
             self.fail(where, f"must be a finite number, got {shown(value)}")
         return float(number)
 
@@ -84,11 +84,19 @@ class Entries:
         """An xyxy box: 4 finite numbers with x1 <= x2 and y1 <= y2."""
         good = (
             isinstance(value, list) and len(value) == 4
-            and all(not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) for v in value)
+            and all(not isinstance(v, bool) and isinstance(v, (int, float)) and _finite(v) for v in value)
         )
         if not good or value[2] < value[0] or value[3] < value[1]:
             self.fail(where, f"must be {BOX_FORM}, got {shown(value)}")
         return [float(v) for v in value]
+
+
+def _finite(number: int | float) -> bool:
+    """A finite float, and an integer small enough to be one (JSON integers have no size limit)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 __all__ = ["BOX_FORM", "Entries", "shown"]

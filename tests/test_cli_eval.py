@@ -176,6 +176,8 @@ BAD_PREDICTIONS = [
     ({"video": "v.mp4", "frames": [{"index": 0, "persons": [7]}]}, "frames[0].persons[0] must be an object, got 7"),
     ({"video": "v.mp4", "frames": "x"}, 'frames must be a list, got "x"'),
     ({"video": 3, "frames": []}, "video must be a non-empty string, got 3"),
+    (_with_person(box=[1, 2, 10 ** 400, 40]), "frames[1].persons[0].box must be 4 numbers"),
+    (_with_person(scores={"clap": 10 ** 400}), 'frames[1].persons[0].scores["clap"] must be a finite number'),
     ([{"video": "a.mp4", "frames": []}, _with_person(box=[1, 2])], "[1].frames[1].persons[0].box must be 4 numbers"),
 ]
 
@@ -366,3 +368,12 @@ def test_eval_json_that_cannot_be_written_fails_before_evaluating(tmp_path):
     line = one_line_error(invoke("eval", "--pred", pred, "--gt", gt, "--classes", "clap", "--json",
                                  tmp_path / "missing" / "r.json"))  # one line: no AP table was printed first
     assert "folder" in line and "does not exist" in line
+
+
+@pytest.mark.parametrize("text", ["[" * 100000 + "]" * 100000, '{"images": [], "annotations": [' + "1" * 5000 + "]}"])
+def test_json_python_cannot_parse_is_one_line(tmp_path, text):
+    """Nesting deeper than Python's recursion limit and integers over 4300 digits raised out of json.loads."""
+    gt, pred = tmp_path / "gt.json", _pred(tmp_path / "pred.json", {0: 0.9})
+    gt.write_text(text)
+    assert one_line_error(invoke("eval", "--pred", pred, "--gt", gt, "--classes", "clap")).startswith(
+        f"error: {gt} is not valid JSON (")

@@ -206,6 +206,12 @@ def test_boxes_beyond_the_video_are_reported(tmp_path):
         ('[{"image_id": 0, "bbox": [1, 2, 3, 4], "score": "high"}]', "entry 0 score must be a number"),
         ('{"frames": [{"index": 0, "persons": [{"box": "x"}]}]}', "frames[0].persons[0].box must be 4 finite numbers"),
         ('{"frames": [{"persons": []}]}', "frames[0] must be a 0-based frame index"),
+        ('[{"image_id": 0, "bbox": "1234", "score": 1}]', "entry 0 bbox must be 4 finite numbers"),
+        ('[{"image_id": 0, "bbox": [true, true, 40, 40], "score": 1}]', "entry 0 bbox must be 4 finite numbers"),
+        ('[{"image_id": 0, "bbox": [1, 2, 1' + "0" * 400 + ', 4], "score": 1}]', "entry 0 bbox must be 4 finite numbers"),
+        ('[{"image_id": 0, "bbox": [1, 2, 3, 4], "score": 1' + "0" * 400 + "}]", "entry 0 score must be a number"),
+        ('[{"image_id": 0, "bbox": [1, 2, 3, 4], "score": ' + "1" * 5000 + "}]", "not a readable JSON boxes file"),
+        ("[" * 100000 + "]" * 100000, "not a readable JSON boxes file"),
     ],
 )
 def test_bad_boxes_files(tmp_path, content, message):

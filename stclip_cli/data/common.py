@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from stclip_cli.data.splits import LabelSplit
-from stclip_cli.errors import StclipError
+from stclip_cli.errors import StclipError, first_line
 from stclip_cli.windows import window_indices
 
 
@@ -102,8 +102,10 @@ def read_json(path: Path | str, what: str = "file") -> Any:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise StclipError(f"{what} not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StclipError(f"{path} is not valid JSON ({err})") from None
+    except OSError as err:
+        raise StclipError(f"cannot read {path}: {err.strerror or err}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:  # ValueError: JSON syntax, 4300-digit numbers
+        raise StclipError(f"{path} is not valid JSON ({first_line(err)})") from None
 
 
 def load_image(path: Path | str) -> np.ndarray:
