@@ -30,7 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)  # ":abc:" in a name or URL is text, not an emoji code
 RAY_PANEL = "Corpora on Ray (pip install \"stclip\\[ray]\")"  # \\[: a bracket, not rich markup
 
 

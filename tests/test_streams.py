@@ -464,3 +464,9 @@ def test_show_window_draws_frames_and_q_stops(monkeypatch):
 def test_a_webcam_device_that_is_not_there_is_named():
     with pytest.raises(StclipError, match=r"/dev/video99: no such webcam"):
         StreamInput("/dev/video99").probe()
+
+
+def test_emoji_codes_in_an_input_name_stay_text(tmp_path):
+    """rich turned ":abc:" in "webcam:abc: ..." into an emoji: the error no longer named what the user typed."""
+    line = one_line_error(detect("webcam:abc", "--actions", "a"))
+    assert "webcam:abc" in line
