@@ -89,7 +89,7 @@ def _on_sigterm(handler: Any) -> Any:
 
 def _default_batch(device: str) -> int:
     """Keyframes per forward pass when not asked: 8 on a GPU (it fills the GPU), 1 on a CPU (batching there is
-    slower, as benchmarks/speed.py measures, and holds more frames in memory)."""
+    slower, as benchmarks/model_speed.py measures, and holds more frames in memory)."""
     if device == "auto":
         import torch
 
@@ -188,7 +188,7 @@ def detect(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
     batch_size: Optional[int] = typer.Option(None, min=1, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
     half: bool = typer.Option(False, help="bf16 on GPU"),
-    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: about 3x faster, scores within ~1e-3 (see README, Speed)"),
+    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 3-3.5x faster, probabilities within ~3e-3 of fp32 (see README, Speed)"),
     quiet: bool = typer.Option(False, help="no progress bar or summary"),
     # corpora on Ray Data (stclip_cli/corpus.py): any of these runs detect on Ray
     engine: Optional[str] = typer.Option(None, help="local (this process) or ray (Ray Data actors over a corpus)", show_default="ray when a Ray option is given", rich_help_panel=RAY_PANEL),
@@ -659,7 +659,7 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, min=1, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
     device: str = typer.Option("auto"),
     half: bool = typer.Option(False, help="bf16 on GPU"),
-    int8: bool = typer.Option(False, "--int8", help="int8 CPU path (about 3x faster; see README, Speed)"),
+    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 3-3.5x faster, probabilities within ~3e-3 of fp32 (see README, Speed)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result JSON here", show_default="next to the checkpoint"),
     pred: Optional[Path] = typer.Option(None, help="evaluate this prediction file (detect JSON or AVA CSV) without a model"),
     gt: Optional[Path] = typer.Option(None, help="ground truth for --pred (J-HMDB JSON, detect-style JSON or AVA CSV)"),

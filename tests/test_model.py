@@ -187,3 +187,30 @@ def test_action_names_must_fit_the_text_context(model):
     with pytest.raises(StclipError) as err:
         model.encode_text(["sit", too_long])
     assert str(err.value) == f"action name '{too_long}' is 17 tokens; the text encoder reads at most 16 (shorten it)"
+
+
+def test_merged_lora_scores_as_the_peft_adapters_do(tmp_path):
+    """The inference form (LoRA folded into the weights, no peft) equals the training form with non-zero LoRA factors,
+    without ../shared (the golden test checks the same on the reference's weights)."""
+    from stclip_cli.cards import save_checkpoint
+    from stclip_cli.model.lora import fold_adapters
+
+    card = load_card("tiny-test")
+    torch.manual_seed(0)
+    trained = build_model(card).eval()
+    _perturb_trainables(trained, seed=3)
+    assert any("lora_B" in name and p.abs().sum() > 0 for name, p in trained.named_parameters())
+    path = tmp_path / "lora.safetensors"
+    save_checkpoint(path, trained, card, {"step": 0})
+    torch.manual_seed(0)
+    merged = build_model(card, checkpoint=path, inference=True)
+    assert not any("lora_" in name for name, _ in merged.named_parameters())
+    patches, windows, keyframes, crops, person_frame = _inputs(trained, persons=(2, 3))
+    text = trained.encode_text(ACTIONS)
+    with torch.inference_mode():
+        expected = trained(patches, windows, keyframes, crops, person_frame, text)
+        torch.testing.assert_close(merged(patches, windows, keyframes, crops, person_frame, text), expected,
+                                   atol=1e-4, rtol=1e-4)
+        assert fold_adapters(trained) > 0 and not any("lora_" in name for name, _ in trained.named_parameters())
+        torch.testing.assert_close(trained(patches, windows, keyframes, crops, person_frame, text), expected,
+                                   atol=1e-4, rtol=1e-4)

@@ -102,7 +102,7 @@ def test_label_pixels_stay_inside_the_frame():
     labels = [person_label(det, i, actions) for i in range(len(det))]
     black = np.zeros((height, width, 3), np.uint8)
     drawn = renderer.draw(black, det, labels)
-    assert not drawn.any() or not black.any()  # the input image is left untouched
+    assert drawn.any() and not black.any()  # labels are drawn on a copy: the input image is left untouched
     pad = renderer.style.padding
     for i, label in enumerate(labels):
         fitted = renderer.fit_label(label)

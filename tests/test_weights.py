@@ -9,11 +9,10 @@ import warnings
 import open_clip
 import open_clip.factory
 import pytest
-import torch
 from open_clip.transformer import QuickGELU
 
 from stclip_cli import weights
-from stclip_cli.cards import build_model, list_cards, load_card, save_checkpoint
+from stclip_cli.cards import build_model, list_cards, load_card
 from stclip_cli.errors import StclipError
 from stclip_cli.model.clip_backbone import create_clip
 
@@ -105,20 +104,11 @@ def put_in_hub_cache(repo: str, filename: str, data: bytes) -> None:
     target.write_bytes(data)
 
 
-@pytest.fixture
-def tiny_checkpoint(tmp_path):
-    torch.manual_seed(0)
-    card = load_card("tiny-test")
-    path = tmp_path / "tiny.safetensors"
-    save_checkpoint(path, build_model(card), card, {"step": 0})
-    return path
-
-
-def test_checkpoint_from_hub_cache_works_offline(monkeypatch, tiny_checkpoint):
+def test_checkpoint_from_hub_cache_works_offline(monkeypatch, checkpoint):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
-    put_in_hub_cache("someone/stclip-jhmdb", "stclip.safetensors", tiny_checkpoint.read_bytes())
+    put_in_hub_cache("someone/stclip-jhmdb", "stclip.safetensors", checkpoint.read_bytes())
     path = weights.resolve_checkpoint("hf-hub:someone/stclip-jhmdb")
-    assert open(path, "rb").read() == tiny_checkpoint.read_bytes()
+    assert open(path, "rb").read() == checkpoint.read_bytes()
     put_in_hub_cache("someone/stclip-jhmdb", "split3.safetensors", b"x")
     assert weights.resolve_checkpoint("hf-hub:someone/stclip-jhmdb/split3.safetensors").endswith("split3.safetensors")
     with pytest.raises(StclipError, match="no cached copy of the ST-CLIP checkpoint hf-hub:someone/other and HF_HUB_OFFLINE is set"):
@@ -127,11 +117,11 @@ def test_checkpoint_from_hub_cache_works_offline(monkeypatch, tiny_checkpoint):
         weights.resolve_checkpoint("hf-hub:justone")
 
 
-def test_checkpoint_from_environment(monkeypatch, tiny_checkpoint, tmp_path):
+def test_checkpoint_from_environment(monkeypatch, checkpoint, tmp_path):
     assert weights.checkpoint_source(None) is None
-    monkeypatch.setenv("STCLIP_CHECKPOINT", str(tiny_checkpoint))
-    assert weights.checkpoint_source(None) == str(tiny_checkpoint)
-    assert weights.checkpoint_source(str(tiny_checkpoint)) == str(tiny_checkpoint)
+    monkeypatch.setenv("STCLIP_CHECKPOINT", str(checkpoint))
+    assert weights.checkpoint_source(None) == str(checkpoint)
+    assert weights.checkpoint_source(str(checkpoint)) == str(checkpoint)
     monkeypatch.setenv("STCLIP_CHECKPOINT", str(tmp_path / "gone.safetensors"))
     with pytest.raises(StclipError, match=r"gone.safetensors \(\$STCLIP_CHECKPOINT\)"):
         weights.checkpoint_source(None)

@@ -6,7 +6,7 @@ quantization runs nn.Linear as int8 matrix products (fbgemm, VNNI where the CPU 
 scales. It cannot reach nn.MultiheadAttention's fused input projection (a bare parameter, a third of the ViT's
 matrix work), so those attentions are first rebuilt as ``SelfAttention`` with real nn.Linear projections: the same
 computation (checked in the tests to 1e-5), now quantizable. The text encoder runs once per action list and stays
-float. Inference only; the accuracy cost is measured in benchmarks/detect_speed.py.
+float. Inference only; the accuracy cost is measured in benchmarks/speed.py.
 """
 
 from __future__ import annotations
