@@ -118,7 +118,10 @@ class Scorer:
         position = {f: j for j, f in enumerate(needed)}
         keys = [r.keyframe for r in requests]
         person_frame = torch.repeat_interleave(torch.arange(len(requests)), torch.tensor([len(r.boxes) for r in requests]))
-        crops = torch.cat([self.pre.person_crops(images[r.keyframe], r.boxes) for r in requests])
+        if self.model.uses_crops:
+            crops = torch.cat([self.pre.person_crops(images[r.keyframe], r.boxes) for r in requests])
+        else:
+            crops = self._frames[keys[0]].new_zeros(0)
         longest = max(len(r.window) for r in requests) if self.model.uses_patches else 0
         windows = torch.full((len(requests), longest), -1, dtype=torch.long)
         for j, r in enumerate(requests):

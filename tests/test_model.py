@@ -214,3 +214,21 @@ def test_merged_lora_scores_as_the_peft_adapters_do(tmp_path):
         assert fold_adapters(trained) > 0 and not any("lora_" in name for name, _ in trained.named_parameters())
         torch.testing.assert_close(trained(patches, windows, keyframes, crops, person_frame, text), expected,
                                    atol=1e-4, rtol=1e-4)
+
+
+def test_whole_frame_baseline_cuts_no_person_crops(monkeypatch):
+    """The default fallback (whole-frame baseline) never reads the crops, yet every person's crop was cut and
+    preprocessed; its scores stay the whole frame's, one row per person."""
+    torch.manual_seed(0)
+    net = build_model(load_card("baseline").replace(backbone="stclip-tiny-test", pretrained="none"))
+    assert not net.uses_crops
+    rng = np.random.default_rng(0)
+    images = {0: rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)}
+    request = KeyframeRequest(0, [0], np.array([[10, 5, 40, 45], [50, 10, 70, 40]], np.float32))
+    scorer = Scorer(net, ACTIONS)
+    monkeypatch.setattr(scorer.pre, "person_crops", lambda *a: pytest.fail("a crop was cut for the whole-frame baseline"))
+    scores = scorer.score(images, [request])[0]
+    with torch.inference_mode():
+        frame = scorer.pre.frames([images[0]])
+        expected = net.cosine_logits(net.clip.encode_image(frame), net.encode_text(ACTIONS)).softmax(-1).numpy()
+    np.testing.assert_allclose(scores, np.repeat(expected, 2, axis=0), atol=1e-5)

@@ -21,6 +21,7 @@ class ActionModel(nn.Module):
 
     window: int = 1
     uses_patches: bool = False
+    uses_crops: bool = True  # False: ``crops`` arrive empty (no person crop is cut and preprocessed for nothing)
 
     def __init__(self, clip: open_clip.CLIP, tokenizer, temperature: float) -> None:
         super().__init__()

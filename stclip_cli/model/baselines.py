@@ -10,6 +10,8 @@ from .base import ActionModel
 class FrameBaseline(ActionModel):
     """CLIP image feature of the whole keyframe vs the action names; every person of the frame gets its scores."""
 
+    uses_crops = False
+
     def forward(self, patches, windows, keyframes, crops, person_frame, text) -> torch.Tensor:
         """Logits (P, C) from the keyframes' features; patches, windows and crops are unused."""
         return self.cosine_logits(self.clip.encode_image(keyframes)[person_frame], text)
