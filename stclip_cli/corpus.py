@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import signal
 import socket
 import sys
@@ -272,6 +273,23 @@ def _quiet_ray_data() -> None:
             handler.setLevel(logging.CRITICAL + 1)
 
 
+def open_log(log: Path) -> int:
+    """The run's own log file, opened for writing (a descriptor); never through a symbolic link, and never a file of
+    another kind: what lies there is replaced only if it is a plain file, as the last run left it."""
+    refused = StclipError(f"{log} is not a plain file (a link, a folder, a FIFO or a device): stclip writes its run "
+                          f"log there; move it away")
+    if os.path.lexists(log) and not stat.S_ISREG(os.lstat(log).st_mode):
+        raise refused
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as err:
+        raise StclipError(f"cannot write {log}: {(err.strerror or str(err)).lower()}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in between
+        os.close(fd)
+        raise refused
+    return fd
+
+
 @contextmanager
 def driver_output(log: Path) -> Iterator[IO[str]]:
     """Send what the Ray libraries write to this process's standard error (C++ log lines, raylet notices) to ``log``,
@@ -286,9 +304,10 @@ def driver_output(log: Path) -> Iterator[IO[str]]:
         return
     sys.stderr.flush()
     log.parent.mkdir(parents=True, exist_ok=True)
+    sink = open_log(log)
     saved = os.dup(STDERR_FD)
-    with open(log, "w") as sink:
-        os.dup2(sink.fileno(), STDERR_FD)
+    os.dup2(sink, STDERR_FD)
+    os.close(sink)
     terminal = os.fdopen(os.dup(saved), "w", buffering=1)
     try:
         yield terminal

@@ -215,11 +215,19 @@ def _infos(names: Sequence[str], stores: _Stores) -> list[pafs.FileInfo | str]:
     for store, indices in groups.values():
         try:
             infos: Sequence[pafs.FileInfo | str] = store.fs.get_file_info([store.path(names[i]) for i in indices])
-        except OSError as err:
-            infos = [f"cannot read it: {first_line(err)}"] * len(indices)
+        except (OSError, ValueError):  # ValueError: pyarrow's ArrowInvalid, e.g. a NUL byte in one name
+            infos = [_one_info(store, names[i]) for i in indices]  # one by one: the error lands on its own entry
         for i, info in zip(indices, infos):
             out[i] = info
     return out
+
+
+def _one_info(store: _Store, name: str) -> pafs.FileInfo | str:
+    """One entry's file info, or its error line."""
+    try:
+        return store.fs.get_file_info(store.path(name))
+    except (OSError, ValueError) as err:
+        return f"cannot read it: {first_line(err)}"
 
 
 def _local_uri(spec: str) -> str:

@@ -305,7 +305,15 @@ def _identity(path: Path | None) -> tuple:
 
 
 def current_umask() -> int:
-    """The process umask (read by setting and restoring it: the only portable way)."""
+    """The process umask: from /proc on Linux; elsewhere by setting and restoring it (for that instant a file that
+    another thread creates would get the mask 0, so /proc is read first)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -366,6 +374,7 @@ class Destination:
                 except FileNotFoundError:
                     mode = 0o666 & ~current_umask()
                 os.chmod(self.temp, mode)
+                _sync(self.temp)  # the data is on disk before the name points at it: a crash leaves old or new
                 os.replace(self.temp, real)
                 self.temp = None
 
@@ -395,6 +404,15 @@ class Destination:
         except OSError as err:
             reason = (err.strerror or str(err) or errno.errorcode.get(err.errno or 0, "I/O error")).lower()
             raise StclipError(f"cannot write {self.name}: {reason}") from None
+
+
+def _sync(path: Path) -> None:
+    """Flush a closed file's data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _temp_prefix(real: Path) -> str:

@@ -392,3 +392,23 @@ def test_failures_table_is_written_when_its_folder_was_never_made(tmp_path):
     """Every video failed before any rows were written: the table's folder did not exist, and its error hid theirs."""
     path = corpus.write_failures(tmp_path / "rows", [("a.mp4", "video not found: a.mp4")])
     assert json.loads(path.read_text()) == [{"video": "a.mp4", "error": "video not found: a.mp4"}]
+
+
+def test_the_run_log_is_never_written_through_a_link_or_into_a_fifo(tmp_path):
+    """_ray.log was opened with open(path, "w"): a link there truncated the file it pointed to."""
+    victim = tmp_path / "thesis.txt"
+    victim.write_text("years of work")
+    (tmp_path / "rows").mkdir()
+    link = tmp_path / "rows" / corpus.LOG_NAME
+    link.symlink_to(victim)
+    with pytest.raises(StclipError, match="is not a plain file"):
+        corpus.open_log(link)
+    assert victim.read_text() == "years of work"
+    link.unlink()
+    os.mkfifo(link)
+    with pytest.raises(StclipError, match="is not a plain file"):
+        corpus.open_log(link)
+    link.unlink()
+    link.write_text("the last run's log")
+    os.close(corpus.open_log(link))
+    assert link.read_text() == ""

@@ -128,3 +128,12 @@ def test_remote_video_is_decoded_from_a_temporary_copy_deleted_afterwards(store,
 def test_local_video_is_read_in_place(tree):
     with local_file(VideoRef(str(tree / "b.mp4"))) as path:
         assert path == tree / "b.mp4"
+
+
+def test_a_manifest_line_pyarrow_cannot_name_is_one_missing_entry(tree, tmp_path):
+    """A NUL byte in one line raised pyarrow's ArrowInvalid out of the bulk lookup and ended the whole run."""
+    manifest = tmp_path / "todo.txt"
+    manifest.write_text(f"{tree}/b.mp4\n{tree}/bad\0name.mp4\n{tree}/cam1/c.mkv\n")
+    refs, missing = find_videos([f"@{manifest}"])
+    assert names(refs) == [f"{tree}/b.mp4", f"{tree}/cam1/c.mkv"]
+    assert [m.name for m in missing] == [f"{tree}/bad\0name.mp4"] and missing[0].error.startswith("cannot read it: ")

@@ -175,6 +175,34 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path, make_video, checkpoint,
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o640 and json.loads(out.read_text())["num_frames"] == 3
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the umask from /proc (Linux)")
+def test_the_umask_is_read_without_changing_it(monkeypatch):
+    """Reading it by setting it to 0 for an instant gave files that other threads made then the wrong mode."""
+    from stclip_cli.destinations import current_umask
+
+    previous = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda *_: pytest.fail("the process umask was changed"))
+        assert current_umask() == 0o027
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
+
+
+def test_a_file_reaches_the_disk_before_its_name_does(tmp_path, monkeypatch):
+    """Without fsync before the rename, a crash could leave an empty file under the output's name."""
+    from stclip_cli.destinations import Destination, classify
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    destination = Destination(classify(tmp_path / "r.json", "--json"))
+    destination.open().write("{}")
+    destination.commit()
+    assert events == ["fsync", "replace"] and (tmp_path / "r.json").read_text() == "{}"
+
+
 def limit_file_size(max_bytes: int):
     """In the child: files may not grow past ``max_bytes`` (writes then fail with EFBIG, as a full disk fails)."""
     def apply() -> None:
