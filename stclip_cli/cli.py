@@ -809,8 +809,10 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
 
     if pred is None or gt is None:
         raise StclipError("--pred and --gt go together: pass both files")
-    for path, flag in ((pred, "--pred"), (gt, "--gt")):
-        if not path.is_file():
+    for path, flag in ((pred, "--pred"), (gt, "--gt"), (excluded, "--excluded"), (label_map, "--label-map")):
+        if path is not None and path.is_dir():
+            raise StclipError(f"{flag} {path} is a folder; give a file")
+        if path is not None and not path.is_file():
             raise StclipError(f"file not found: {path} ({flag})")
     dataset = dataset.lower() if dataset else None
     names, chosen = _eval_classes(dataset, split, subset, classes)

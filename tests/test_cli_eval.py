@@ -377,3 +377,12 @@ def test_json_python_cannot_parse_is_one_line(tmp_path, text):
     gt.write_text(text)
     assert one_line_error(invoke("eval", "--pred", pred, "--gt", gt, "--classes", "clap")).startswith(
         f"error: {gt} is not valid JSON (")
+
+
+def test_a_folder_given_as_an_eval_file_is_named_as_a_folder(tmp_path):
+    gt, pred = _coco_gt(tmp_path / "gt.json"), _pred(tmp_path / "pred.json", {0: 0.9})
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    assert one_line_error(invoke("eval", "--pred", folder, "--gt", gt)) == f"error: --pred {folder} is a folder; give a file"
+    assert one_line_error(invoke("eval", "--pred", pred, "--gt", gt, "--label-map", tmp_path / "no.pbtxt")) == (
+        f"error: file not found: {tmp_path / 'no.pbtxt'} (--label-map)")

@@ -208,3 +208,34 @@ def test_real_jhmdb_files():
     aps = frame_ap(dets, gt, classes)
     assert 0.85 < mean_ap(aps) < 1.0
     assert all(0.5 < v <= 1.0 for v in aps.values())
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("excluded.csv", "v\n", "not an AVA excluded-timestamps CSV"),
+    ("excluded.csv", "v,abc\n", "not an AVA excluded-timestamps CSV"),
+    ("excluded.csv", "v,inf\n", "not an AVA excluded-timestamps CSV"),
+    ("excluded.csv", None, "cannot read"),  # a folder
+    ("map.pbtxt", b"\xff\xfe\x00item", "not a text .pbtxt label map"),
+    ("map.pbtxt", None, "cannot read"),
+    ("gt.csv", "v,inf,0.1,0.1,0.5,0.5,1,0\n", "not an AVA CSV"),
+    ("gt.csv", "v,0902,0.1,nan,0.5,0.5,1,0\n", "not an AVA CSV"),
+    ("gt.csv", None, "cannot read"),
+])
+def test_bad_ava_files_are_one_line(tmp_path, name, content, message):
+    """Each of these ended in a traceback (IndexError, OverflowError, IsADirectoryError, UnicodeDecodeError), or,
+    for a NaN box, was accepted without a word."""
+    (tmp_path / "map.pbtxt").write_text(LABEL_MAP)
+    (tmp_path / "gt.csv").write_text("v,0902,0.1,0.1,0.5,0.5,1,0\n")
+    (tmp_path / "pred.csv").write_text("v,0902,0.1,0.1,0.5,0.5,1,0.9\n")
+    (tmp_path / "excluded.csv").write_text("v,0904\n")
+    bad = tmp_path / name
+    bad.unlink()
+    if content is None:
+        bad.mkdir()
+    elif isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        bad.write_text(content)
+    with pytest.raises(StclipError, match=message) as err:
+        ava_evaluate(tmp_path / "pred.csv", tmp_path / "gt.csv", tmp_path / "excluded.csv", tmp_path / "map.pbtxt")
+    assert "\n" not in str(err.value)

@@ -18,6 +18,7 @@ classes are multi-label.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 from collections import defaultdict
@@ -31,7 +32,7 @@ from stclip_cli.data.common import DatasetView, FrameBoxes, VideoRecord, load_im
 from stclip_cli.data.jhmdb import find_file
 from stclip_cli.data.safe_pickle import load_data_pickle
 from stclip_cli.data.splits import AVA_ACTIONS, AVA_ID_BY_NAME, AVA_POSE_CLASSES, ava_training_videos, get_split
-from stclip_cli.errors import StclipError
+from stclip_cli.errors import StclipError, first_line
 
 FPS = 30
 FIRST_SECOND = 900
@@ -70,6 +71,8 @@ def read_ava_csv(path: Path, with_action: bool = True) -> list[AvaRow]:
                 if len(fields) not in (7, 8):
                     raise StclipError(f"{path}:{number}: expected 7 or 8 CSV columns, got {len(fields)}")
                 box = tuple(float(v) for v in fields[2:6])
+                if not all(math.isfinite(v) for v in box):
+                    raise ValueError(f"line {number}: box {fields[2:6]} is not 4 finite numbers")
                 if len(fields) == 8:
                     action = int(fields[6]) if fields[6].strip() else None
                     last = float(fields[7]) if fields[7].strip() else None
@@ -80,8 +83,10 @@ def read_ava_csv(path: Path, with_action: bool = True) -> list[AvaRow]:
                 rows.append(AvaRow(fields[0], int(float(fields[1])), box, action, last))
     except FileNotFoundError:
         raise StclipError(f"AVA file not found: {path}") from None
-    except ValueError as err:
-        raise StclipError(f"{path} is not an AVA CSV ({err})") from None
+    except (ValueError, OverflowError, UnicodeDecodeError, csv.Error) as err:
+        raise StclipError(f"{path} is not an AVA CSV ({first_line(err)})") from None
+    except OSError as err:
+        raise StclipError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from None
     return rows
 
 
@@ -94,14 +99,22 @@ def read_excluded(path: Path | None) -> set[tuple[str, int]]:
             return {(r[0], int(float(r[1]))) for r in csv.reader(f) if r}
     except FileNotFoundError:
         raise StclipError(f"AVA file not found: {path}") from None
+    except (ValueError, OverflowError, IndexError, UnicodeDecodeError, csv.Error):
+        raise StclipError(f"{path} is not an AVA excluded-timestamps CSV (rows of video_id,timestamp)") from None
+    except OSError as err:
+        raise StclipError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from None
 
 
 def parse_label_map(path: Path) -> dict[int, str]:
     """Action id -> name from an AVA ``.pbtxt`` label map (``id`` or ``label_id`` fields)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise StclipError(f"AVA label map not found: {path}") from None
+    except UnicodeDecodeError:
+        raise StclipError(f"{path} is not a text .pbtxt label map") from None
+    except OSError as err:
+        raise StclipError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from None
     items = re.findall(r"item\s*\{(.*?)\}", text, flags=re.S)
     out = {}
     for item in items:
