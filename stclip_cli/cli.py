@@ -292,8 +292,8 @@ def detect(
         try:
             sinks = plan_sinks(plan, top_k) + ([_window(video, top_k)] if show else [])
             meter = _pace_meter(video)  # last: it times each result after the outputs got it
-            collector = _timeline_collector(quiet)
-            extra = [sink for sink in (meter, collector) if sink is not None]
+            collector, fed = _timeline_collector(quiet, sinks)
+            extra = [sink for sink in (meter, None if fed else collector) if sink is not None]
             summaries.append((_run_one(predictor, video, sinks + extra, info, quiet), plan))
             timelines.append(collector)
             if meter is not None:
@@ -403,13 +403,15 @@ def _run_one(predictor, video: Path, sinks: list, info, quiet: bool):
     return summary
 
 
-def _timeline_collector(quiet: bool):
-    """A sink keeping the video's timeline for the end-of-run summary, when a terminal will show it; else None."""
+def _timeline_collector(quiet: bool, sinks: list) -> tuple[Any, bool]:
+    """What keeps the video's timeline for the end-of-run summary when a terminal will show it (else None), and
+    whether a sink already feeds it: the --plot sink's own log when there is one (each keyframe logged once)."""
     if quiet or not console.is_terminal:
-        return None
-    from .timeline import TimelineCollector
+        return None, False
+    from .timeline import TimelineCollector, TimelineSink
 
-    return TimelineCollector()
+    plot = next((sink for sink in sinks if isinstance(sink, TimelineSink)), None)
+    return (plot.collector, True) if plot is not None else (TimelineCollector(), False)
 
 
 def _ray_engine(engine: Optional[str], ray_options: dict[str, Any]) -> bool:

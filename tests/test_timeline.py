@@ -323,3 +323,18 @@ def test_a_result_with_a_useless_frame_rate_still_draws(fps, tmp_path):
     assert tl.duration == pytest.approx(0.3)
     render_png(tl, tmp_path / "t.png")
     assert png_shape(tmp_path / "t.png") == image_size(1)
+
+
+def test_plot_and_terminal_summary_log_each_keyframe_once(tmp_path, make_video, checkpoint, monkeypatch):
+    """With --plot and a terminal, the summary kept a second log of every keyframe beside the plot's."""
+    from stclip_cli import timeline as timeline_module
+
+    video = make_video(tmp_path, n_frames=12)
+    monkeypatch.setattr(cli, "console", Console(force_terminal=True, width=110, file=io.StringIO(), record=True))
+    logged = []
+    original = timeline_module.KeyframeLog.add
+    monkeypatch.setattr(timeline_module.KeyframeLog, "add", lambda self, *a: (logged.append(a[0]), original(self, *a))[1])
+    args = [a for a in base_args(checkpoint, boxes_file(tmp_path, 12)) if a != "--quiet"]
+    result = detect(video, *args, "--json", tmp_path / "o.json", "--plot", tmp_path / "t.png")
+    assert result.exit_code == 0, result.output
+    assert len(logged) == len(set(logged)) == 12 and "shade = score" in cli.console.export_text()
