@@ -37,7 +37,10 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 
 
 def box_iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU matrix ``(n, m)`` of xyxy boxes in continuous coordinates (no +1 pixel)."""
+    """IoU matrix ``(n, m)`` of xyxy boxes in continuous coordinates (no +1 pixel).
+
+    Not supervision's ``box_iou_batch``: it returns float32, and an IoU at the 0.5 threshold must compare as the
+    reference's float64 evaluator compares it."""
     a = np.asarray(boxes, np.float64).reshape(-1, 4)[:, None]
     b = np.asarray(others, np.float64).reshape(-1, 4)[None]
     width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
