@@ -273,7 +273,7 @@ def test_stream_outputs_are_written_in_place_and_default_to_stdout(tmp_path):
                                                "json": tmp_path / "a.json"})[0]
     assert (plan["jsonl"].mode, plan["video"].mode, plan["json"].mode) == ("direct", "direct", "file")
     assert not plan["video"].seekable  # so the video sink writes a fragmented MP4
-    file_plan = plan_outputs([tmp_path], {"jsonl": tmp_path / "b.jsonl"})[0]
+    file_plan = plan_outputs([tmp_path / "clip.mp4"], {"jsonl": tmp_path / "b.jsonl"})[0]
     assert file_plan["jsonl"].mode == "file"  # a file's JSON Lines are atomic like its other outputs
     assert plan_outputs(["-"], {}) == [{"jsonl": Target(None, "stdout")}]
     assert plan_outputs(["-"], {}, default=None) == [{}]  # --show alone writes nothing
