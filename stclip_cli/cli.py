@@ -219,6 +219,7 @@ def detect(
         raise StclipError(f"--fps must be a number above 0 (got {fps})")
     if int8 and (half or device.startswith("cuda")):
         raise StclipError("--int8 is the CPU path; on a GPU use --half (bf16)")
+    reads = _detect_reads(actions_file, model, checkpoint, clip_weights, detector, boxes)
     ray_options = {"--parquet": parquet, "--actors": actors, "--cpus-per-actor": cpus_per_actor,
                    "--gpus-per-actor": gpus_per_actor, "--ray-address": ray_address}
     if _ray_engine(engine, ray_options):
@@ -231,7 +232,7 @@ def detect(
             backbone=backbone, pretrained=pretrained, clip_weights=clip_weights, detector=detector, boxes=boxes,
             boxes_format=boxes_format, person_conf=person_conf, window=window, interest_k=interest_k, top_k=top_k,
             options=DetectOptions(stride, batch_size or _default_batch(device), fp_margin, single_action, track, smooth, fps), frame_fit=frame_fit,
-            device=device, half=half, int8=int8, quiet=quiet)
+            device=device, half=half, int8=int8, quiet=quiet, reads=reads)
     from .inputs import StreamInput, check_inputs
 
     failures = 0
@@ -253,7 +254,7 @@ def detect(
 
     plans = plan_outputs([v.text if isinstance(v, StreamInput) else v for v in inputs],
                          {"json": json_out, "jsonl": jsonl_out, "video": video_out, "csv": csv_out, "plot": plot},
-                         default=None if show else "json")
+                         default=None if show else "json", reads=reads)
     for video in [v for v in inputs if isinstance(v, StreamInput)]:
         try:
             video.probe()  # a dead URL fails now, within --timeout, before the models load
@@ -309,6 +310,18 @@ def detect(
             console.print(line, highlight=False, soft_wrap=True, markup=False)
     if failures:
         raise typer.Exit(1)
+
+
+def _detect_reads(actions_file: Optional[Path], model: str, checkpoint: Optional[str], clip_weights: Optional[Path],
+                  detector: str, boxes: Optional[Path]) -> list:
+    """Every local file detect reads besides its videos: no output may be one of them."""
+    import os
+
+    from .destinations import read_sources
+
+    return read_sources([("--actions-file", actions_file), ("--model", model if model.endswith((".yaml", ".yml")) else None),
+                         ("--checkpoint", checkpoint or os.environ.get("STCLIP_CHECKPOINT")),
+                         ("--clip-weights", clip_weights), ("--detector", detector), ("--boxes", boxes)])
 
 
 FALLBACK_NOTE = (
@@ -438,7 +451,7 @@ def _detect_corpus(specs: list[str], names: list[str], *, parquet: Optional[Path
                    model: str, checkpoint: Optional[str], backbone: Optional[str], pretrained: Optional[str],
                    clip_weights: Optional[Path], detector: str, boxes: Optional[Path], boxes_format: Optional[str],
                    person_conf: float, window: Optional[int], interest_k: Optional[int], top_k: int, options,
-                   frame_fit: str, device: str, half: bool, int8: bool, quiet: bool) -> None:
+                   frame_fit: str, device: str, half: bool, int8: bool, quiet: bool, reads: list) -> None:
     """`detect` on the Ray engine: videos found and outputs planned, then the model resolved, all before Ray starts;
     the work in corpus.py, the messages here."""
     from .corpus import require_ray
@@ -454,7 +467,11 @@ def _detect_corpus(specs: list[str], names: list[str], *, parquet: Optional[Path
 
     if parquet is None:
         raise StclipError("the Ray engine writes a Parquet dataset of every scored row: give --parquet DIR/")
-    corpus = prepare([_cli_uri(s) for s in specs], outputs, parquet)
+    uris = [_cli_uri(s) for s in specs]
+    from .destinations import read_sources
+
+    manifests = read_sources(("@manifest", uri[1:]) for uri in uris if uri.startswith("@"))
+    corpus = prepare(uris, outputs, parquet, reads + manifests)
     card, note = _detect_card(model, checkpoint, backbone, pretrained, window, interest_k)
     register_model_configs()
     clip_source(card.backbone, card.pretrained, clip_weights)  # fetched once here, not by every actor at once
@@ -558,8 +575,9 @@ def train(
     Examples: stclip train --dataset jhmdb --split 3 ; stclip train --dataset jhmdb --split all (a model to deploy) ;
     torchrun --nproc_per_node 8 -m stclip_cli train --dataset ava --split 1
     """
-    from .data import open_dataset
+    from .data import default_data_root, open_dataset
     from .data.splits import parse_split
+    from .destinations import read_sources
     from .train import PAPER_DEFAULTS, TrainConfig, Trainer, default_run_dir
 
     split = parse_split(split)
@@ -578,6 +596,9 @@ def train(
         max_boxes=max_boxes, seed=seed, checkpoint_every=checkpoint_every, log_every=log_every, workers=workers,
         device=device, half=half, options=options,
     )
+    _check_run_folder(cfg.out, read_sources([
+        ("--data-root", data_root if data_root is not None else default_data_root(dataset.lower())),
+        ("--clip-weights", clip_weights), ("--model", model if model and model.endswith((".yaml", ".yml")) else None)]))
     if not resume and (cfg.out / "last.safetensors").exists():
         raise StclipError(f"{cfg.out} already holds a run; pass --resume to continue it or --out DIR for a new one")
     trainer = Trainer(cfg, view, clip_weights=clip_weights)
@@ -586,6 +607,17 @@ def train(
     final = _run_with_progress(trainer, quiet or trainer.rank != 0)
     if trainer.rank == 0:
         console.print(f"final checkpoint: {final}")
+
+
+def _check_run_folder(out: Path, reads: list) -> None:
+    """A run folder is a folder (or will be), and neither it nor a file train writes into it is an input."""
+    from .destinations import refuse_inputs
+    from .train import FINAL, LAST, METRICS
+
+    if out.exists() and not out.is_dir():
+        raise StclipError(f"--out {out} is a file; the run folder holds checkpoints and logs: give a folder")
+    for path in (out, *(out / name for name in (LAST, FINAL, METRICS))):
+        refuse_inputs(path, "--out", reads)
 
 
 def _run_with_progress(trainer, quiet: bool) -> Path:
@@ -627,9 +659,11 @@ def import_reference(
 
     if out.exists():
         raise StclipError(f"{out} exists; stclip never replaces a file it did not write in this run: choose another --out")
-    from .destinations import check_writable
+    from .destinations import check_writable, plan_file, read_sources
 
     check_writable(out)
+    plan_file(out, "--out", reads=read_sources([("REFERENCE", reference),
+                                                 ("--model", model if model.endswith((".yaml", ".yml")) else None)]))
     card = load_card(model)
     if card.kind != "stclip":
         raise StclipError(f"--model {model} is a training-free baseline; a reference checkpoint needs an ST-CLIP card")
@@ -677,11 +711,15 @@ def evaluate(
     """
     from .data.splits import parse_split
 
-    split = parse_split(split) if split is not None else None
-    if json_out is not None:
-        from .destinations import plan_file
+    from .destinations import plan_file, read_sources
 
-        plan_file(json_out, "--json", [pred, gt, excluded, label_map, boxes])
+    split = parse_split(split) if split is not None else None
+    reads = read_sources([("--pred", pred), ("--gt", gt), ("--excluded", excluded), ("--label-map", label_map),
+                          ("--boxes", boxes), ("--data-root", data_root), ("--checkpoint", checkpoint),
+                          ("--clip-weights", clip_weights), ("--detector", detector),
+                          ("--model", model if model.endswith((".yaml", ".yml")) else None)])
+    if json_out is not None:
+        plan_file(json_out, "--json", reads=reads)
     if pred is not None or gt is not None:
         if boxes is not None or detector is not None:
             raise StclipError("--boxes and --detector choose the persons a model scores; a --pred file is already scored")
@@ -709,12 +747,15 @@ def evaluate(
     recorded = meta.get("config", {}).get("options", {})
     options = {"pool": recorded["pool"]} if "pool" in recorded else {}
     options.update(_boxes_file_option(dataset, boxes, gt_boxes, detector))
-    view = open_dataset(dataset, data_root or recorded.get("data_root"), split, subset, **options)
+    root = data_root or recorded.get("data_root")
+    view = open_dataset(dataset, root, split, subset, **options)
+    from .data import default_data_root
+
+    reads += read_sources([("--data-root", Path(root).expanduser() if root else default_data_root(dataset)),
+                           ("--checkpoint", card.checkpoint)])
     target = json_out or (Path(card.checkpoint).with_name(f"eval-{subset}{'-gt' if gt_boxes else ''}{'-sa' if single_action else ''}.json")
                           if card.checkpoint else Path(f"eval-{dataset}-split{split}-{card.name}.json"))
-    from .destinations import plan_file
-
-    plan_file(target, "--json", [card.checkpoint, boxes])  # before hours of evaluation, not after
+    plan_file(target, "--json", reads=reads)  # before hours of evaluation, not after
     persons = _eval_persons(view, gt_boxes, boxes, detector, person_conf, device, half)
     dev = _device(device)
     net = build_scoring_model(card, clip_weights, dev, int8)
@@ -870,13 +911,13 @@ def plot(
 
     Example: stclip plot clip.stclip.json --out clip.timeline.png
     """
-    from .destinations import plan_file
+    from .destinations import plan_file, read_sources
     from .timeline import read_result, timeline_text, write_png
 
     target = out if out is not None else result.with_suffix(".png")
     if target.suffix.lower() != ".png" and not target.is_dir():
         raise StclipError(f"--out writes a PNG image: name the file .png (got {target})")
-    plan_file(target, "--out", [result])  # writable, not a folder, not a block device, not the input
+    plan_file(target, "--out", reads=read_sources([("RESULT", result)]))  # writable, a file, not the input
     timeline = read_result(result)
     write_png(timeline, target)
     if not quiet:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .cards import ModelCard
-from .destinations import Target, is_folder_spec, plan_outputs
+from .destinations import Source, Target, is_folder_spec, plan_outputs, refuse_inputs
 from .errors import StclipError, first_line
 from .outputs import ModelInfo
 from .predictor import DetectOptions, Predictor
@@ -158,14 +158,21 @@ class VideoResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def plan_corpus(refs: Sequence[VideoRef], requested: dict[str, str | Path | None], parquet: str | Path) -> list[VideoJob]:
-    """Every video's outputs, planned and checked as single-process detect plans them, plus its rows file in the
-    ``parquet`` folder. Workers write files: standard output, devices and FIFOs are refused here."""
+def plan_corpus(refs: Sequence[VideoRef], requested: dict[str, str | Path | None], parquet: str | Path,
+                reads: Sequence[Source] = ()) -> list[VideoJob]:
+    """Every video's outputs, planned and checked as single-process detect plans them (never over ``reads``), plus
+    its rows file in the ``parquet`` folder. Workers write files: standard output, devices and FIFOs are refused
+    here, and so are the run's own side files when something other than a plain file lies there."""
+    for name in (FAILURES_NAME, LOG_NAME):
+        side = Path(str(parquet).rstrip("/")) / name
+        check_side_file(side)
+        refuse_inputs(side, "--parquet", reads)
     if not refs:
         return []
     if any(ref.remote for ref in refs) and not any(v not in (None, "") for v in requested.values()):
         raise StclipError("videos in an object store have no folder beside them for their JSON: give --json DIR/")
-    plans = plan_outputs([ref.path for ref in refs], requested, always={"parquet": f"{str(parquet).rstrip('/')}/"})
+    plans = plan_outputs([ref.path for ref in refs], requested, always={"parquet": f"{str(parquet).rstrip('/')}/"},
+                         reads=reads)
     reserved = {os.path.realpath(Path(str(parquet).rstrip("/")) / name) for name in (FAILURES_NAME, LOG_NAME)}
     for plan in plans:
         for kind, target in plan.items():
@@ -273,13 +280,20 @@ def _quiet_ray_data() -> None:
             handler.setLevel(logging.CRITICAL + 1)
 
 
+def check_side_file(path: Path) -> None:
+    """The run's own side files (its log, its failures table) are replaced only when a plain file lies there, as
+    the last run left it: never written through a symbolic link, into a FIFO or over a folder or device."""
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        raise StclipError(f"{path} is not a plain file (a link, a folder, a FIFO or a device): stclip writes its run's "
+                          f"{path.name} there; move it away")
+
+
 def open_log(log: Path) -> int:
     """The run's own log file, opened for writing (a descriptor); never through a symbolic link, and never a file of
-    another kind: what lies there is replaced only if it is a plain file, as the last run left it."""
-    refused = StclipError(f"{log} is not a plain file (a link, a folder, a FIFO or a device): stclip writes its run "
-                          f"log there; move it away")
-    if os.path.lexists(log) and not stat.S_ISREG(os.lstat(log).st_mode):
-        raise refused
+    another kind (``check_side_file``)."""
+    check_side_file(log)
+    refused = StclipError(f"{log} is not a plain file (a link, a folder, a FIFO or a device): stclip writes its run's "
+                          f"{log.name} there; move it away")
     try:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o666)
     except OSError as err:
@@ -469,12 +483,14 @@ class CorpusReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def prepare(specs: Sequence[str], outputs: dict[str, str | Path | None], parquet: str | Path) -> Corpus:
-    """Find the videos (never inside this run's output folders) and plan every output, before any model loads."""
+def prepare(specs: Sequence[str], outputs: dict[str, str | Path | None], parquet: str | Path,
+            reads: Sequence[Source] = ()) -> Corpus:
+    """Find the videos (never inside this run's output folders) and plan every output (never over ``reads``, the
+    other files the run reads), before any model loads."""
     from .corpus_inputs import find_videos
 
     refs, missing = find_videos(specs, exclude=output_folders(outputs, parquet))
-    return Corpus(plan_corpus(refs, outputs, parquet), missing, Path(parquet))
+    return Corpus(plan_corpus(refs, outputs, parquet, reads), missing, Path(parquet))
 
 
 Progress = Callable[[IO[str], int, tuple[int, float, float]], Any]  # (terminal, videos, pool) -> context manager
@@ -530,13 +546,14 @@ def write_failures(folder: str | Path, failures: Sequence[tuple[str, str]]) -> P
     from .outputs import atomic_text
 
     path = Path(f"{str(folder).rstrip('/')}/{FAILURES_NAME}")
+    check_side_file(path)  # again: something may have been put there while the run went on
     path.parent.mkdir(parents=True, exist_ok=True)  # a run whose every video failed before writing any rows
     rows = [{"video": video, "error": error} for video, error in failures]
     return atomic_text(path, json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
 
 
 __all__ = [
-    "Corpus", "CorpusReport", "CorpusSettings", "FAILURES_NAME", "LOG_NAME", "RAY_MISSING", "Resources", "VideoJob",
+    "Corpus", "CorpusReport", "CorpusSettings", "check_side_file", "FAILURES_NAME", "LOG_NAME", "RAY_MISSING", "Resources", "VideoJob",
     "VideoResult", "VideoWorker", "build_predictor", "cluster_resources", "decode_job", "driver_output", "encode_job",
     "execute", "output_folders", "plan_corpus", "pool_size", "prepare", "ray_remote_attempts", "ray_session",
     "require_ray", "run_corpus", "write_failures",

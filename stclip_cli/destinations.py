@@ -2,7 +2,8 @@
 
 Planning (before any model loads or frame is decoded): which file each output of each video goes to, its format
 from its name, folders (a trailing slash means a folder), distinct names for inputs that share a file name, and
-refusals: an output that is an input, two outputs on one path, a block device, an unwritable place.
+refusals: an output that is an input (a video, or any other file or folder the command reads: boxes, actions file,
+checkpoint, weights, data root, ground truth...), two outputs on one path, a block device, an unwritable place.
 
 Writing: a regular file (or a symlink to one, written through to its target) is written to a hidden temporary
 file beside it, then renamed over it, so an interrupted run (Ctrl-C, SIGTERM, disk full) never leaves a
@@ -24,7 +25,7 @@ import re
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,36 @@ class Target:
         return self.mode == "file"
 
 
+@dataclass(frozen=True)
+class Source:
+    """A file or folder a command reads, and the flag that named it (None for a video argument): never written over
+    nor into."""
+
+    path: Path
+    flag: str | None = None
+
+    def describe(self) -> str:
+        """How messages name it."""
+        return f"{self.path} ({self.flag})" if self.flag else str(self.path)
+
+
+def read_sources(named: Iterable[tuple[str, str | Path | None]]) -> list[Source]:
+    """The local files and folders among (flag, value) pairs of what a command reads; values that name nothing on
+    this machine (None, ``-``, ``hf-hub:`` ids, model names, URLs) are left out: there is nothing there to protect."""
+    out = []
+    for flag, value in named:
+        text = "" if value is None else str(value)
+        if text in ("", STDOUT) or (_SCHEME.match(text) and not text.lower().startswith("file:")):
+            continue
+        path = _local_path(text)
+        if path is not None and os.path.lexists(path):
+            out.append(Source(path, flag))
+    return out
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # hf-hub:, s3://, http://... (a one-letter drive is not one)
+
+
 def is_folder_spec(value: str | Path) -> bool:
     """A trailing slash means a folder, whether it exists yet or not; so does an existing folder."""
     text = str(value)
@@ -92,7 +123,7 @@ def is_folder_spec(value: str | Path) -> bool:
 
 def plan_outputs(
     inputs: Sequence[Path | str], requested: dict[str, str | Path | None], default: str | None = "json",
-    always: dict[str, str | Path] | None = None,
+    always: dict[str, str | Path] | None = None, reads: Sequence[Source] = (),
 ) -> list[dict[str, Target]]:
     """Every video's outputs, by kind, checked now: formats, folders, distinct names, inputs never written over.
 
@@ -102,6 +133,7 @@ def plan_outputs(
     next to each input file as ``<input stem>.stclip<suffix>`` and a stream's JSON Lines to standard output;
     ``default=None`` plans nothing (results are only shown). ``always``: kinds an engine writes in any case (the
     corpus engine's Parquet rows), planned and checked with the others without counting as a chosen output.
+    ``reads``: every other file and folder the command reads (``read_sources``); no output is one or lies in one.
     """
     chosen = {kind: value for kind, value in requested.items() if value is not None and str(value) != ""}
     plans: list[dict[str, Target]] = [{} for _ in inputs]
@@ -143,7 +175,7 @@ def plan_outputs(
             for kind in DIRECT_KINDS:
                 if kind in plan and plan[kind].mode == "file":
                     plan[kind] = Target(plan[kind].path, "direct", plan[kind].real)
-    _refuse_clashes(inputs, plans)
+    _refuse_clashes(inputs, plans, reads)
     return plans
 
 
@@ -254,12 +286,10 @@ def _check_regular(real: Path, shown: Path, in_new_folder: bool) -> None:
         raise StclipError(f"cannot write {shown}: permission denied in {probe}")
 
 
-def _refuse_clashes(inputs: Sequence[Path | str], plans: list[dict[str, Target]]) -> None:
-    """No output is an input (a stream's too, when it names a path: a webcam device), and no two outputs share a
-    file."""
-    local = {p: _local_path(p) for p in inputs}
-    sources = {_identity(path): p for p, path in local.items() if path is not None}
-    folders = [(os.path.realpath(path), p) for p, path in local.items() if path is not None and path.is_dir()]
+def _refuse_clashes(inputs: Sequence[Path | str], plans: list[dict[str, Target]], reads: Sequence[Source] = ()) -> None:
+    """No output is an input (a video, a stream that names a path such as a webcam device, or any file or folder in
+    ``reads``), and no two outputs share a file."""
+    sources = [Source(path) for path in map(_local_path, inputs) if path is not None] + list(reads)
     seen: dict[tuple, tuple[str, Path | str]] = {}
     for plan, video in zip(plans, inputs):
         for kind, target in plan.items():
@@ -267,15 +297,8 @@ def _refuse_clashes(inputs: Sequence[Path | str], plans: list[dict[str, Target]]
             if target.mode == "stdout":
                 key: tuple = ("stdout",)
             else:
+                refuse_inputs(target.path, flag, sources)
                 key = _identity(target.path)
-                if key in sources:
-                    raise StclipError(f"{flag} {target.path} would write over the input "
-                                      f"{sources[key]}; stclip never writes over an input: choose another name or folder")
-                real = os.path.realpath(target.path)
-                for folder, source in folders:
-                    if real.startswith(folder.rstrip(os.sep) + os.sep):
-                        raise StclipError(f"{flag} {target.path} is inside the input folder {source}; stclip never "
-                                          f"writes into an input: choose another name or folder")
             if key in seen and target.mode != "stream":
                 other_flag, other_video = seen[key]
                 if other_flag == flag and other_video != video:
@@ -283,6 +306,22 @@ def _refuse_clashes(inputs: Sequence[Path | str], plans: list[dict[str, Target]]
                                       f"folder (ending in /), e.g. {flag} results/")
                 raise StclipError(f"{target.name} is given to two outputs ({other_flag} and {flag})")
             seen[key] = (flag, video)
+
+
+def refuse_inputs(path: Path | None, flag: str, sources: Sequence[Source]) -> None:
+    """The one rule for every output of every command: it is none of the files the command reads (the same file
+    under any name: a symlink, a hard link, a relative path) and lies inside none of the folders it reads."""
+    if path is None:
+        return
+    key = _identity(path)
+    real = os.path.realpath(path)
+    for source in sources:
+        if _identity(source.path) == key:
+            raise StclipError(f"{flag} {path} would write over the input {source.describe()}; stclip never writes "
+                              f"over an input: choose another name or folder")
+        if source.path.is_dir() and real.startswith(os.path.realpath(source.path).rstrip(os.sep) + os.sep):
+            raise StclipError(f"{flag} {path} is inside the input folder {source.describe()}; stclip never writes "
+                              f"into an input: choose another name or folder")
 
 
 def _local_path(source: Path | str) -> Path | None:
@@ -432,18 +471,15 @@ def leftover_temporaries(target: Target) -> list[Path]:
     return sorted(p for p in target.real.parent.iterdir() if name.fullmatch(p.name) and p.is_file())
 
 
-def plan_file(path: str | Path, flag: str, inputs: Sequence[Path | str | None] = ()) -> Target:
-    """One output outside ``plan_outputs`` (an evaluation result, a timeline of a result file), checked before any
-    work: writable, ``-`` for standard output, and never one of ``inputs``."""
+def plan_file(path: str | Path, flag: str, inputs: Sequence[Path | str | None] = (), reads: Sequence[Source] = ()) -> Target:
+    """One output outside ``plan_outputs`` (an evaluation result, a timeline of a result file, a converted
+    checkpoint), checked before any work: writable, ``-`` for standard output, and none of ``inputs`` (read as
+    unnamed sources) nor ``reads``, nor inside an input folder."""
     if str(path) == STDOUT:
         return Target(None, "stdout")
     target = classify(Path(path), flag)
-    key = _identity(target.path)
-    for source in filter(None, inputs):
-        local = _local_path(source)
-        if local is not None and _identity(local) == key:
-            raise StclipError(f"{flag} {path} is the input {source}: stclip never writes over an input; choose "
-                              f"another name")
+    sources = [Source(local) for local in (_local_path(s) for s in inputs if s is not None) if local is not None]
+    refuse_inputs(target.path, flag, sources + list(reads))
     return target
 
 
@@ -456,5 +492,6 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-__all__ = ["Destination", "KINDS", "STDOUT", "Target", "VIDEO_SUFFIXES", "check_writable", "classify",
-           "leftover_temporaries", "plan_file", "plan_outputs", "stream_stem"]
+__all__ = ["Destination", "KINDS", "STDOUT", "Source", "Target", "VIDEO_SUFFIXES", "check_writable", "classify",
+           "leftover_temporaries", "plan_file", "plan_outputs", "read_sources", "refuse_inputs",
+           "stream_stem"]

@@ -292,7 +292,7 @@ def test_plot_errors_are_one_line(tmp_path, make_video, checkpoint):
         assert expected in one_line_error(runner.invoke(cli.app, args)), args
     png_named = tmp_path / "x.png"
     png_named.write_text(json.dumps(result_json([(0.0, [])])))
-    assert "is the input" in one_line_error(runner.invoke(cli.app, ["plot", str(png_named)]))
+    assert "would write over the input" in one_line_error(runner.invoke(cli.app, ["plot", str(png_named)]))
     assert not list(tmp_path.glob("*.part*")) and not (tmp_path / "r.png").exists()
 
 
