@@ -50,11 +50,9 @@ def settings_for(card_name: str, work: Path, boxes: Path, stride: int):
     import torch
 
     from stclip_cli.cards import build_model, card_for_checkpoint, load_card, save_checkpoint
-    from stclip_cli.corpus import CorpusSettings
     from stclip_cli.detection import BoxesFile
     from stclip_cli.model.clip_backbone import register_model_configs
-    from stclip_cli.outputs import ModelInfo
-    from stclip_cli.predictor import DetectOptions
+    from stclip_cli.pipeline import Assembly, DetectConfig
 
     register_model_configs()
     torch.manual_seed(0)
@@ -62,9 +60,8 @@ def settings_for(card_name: str, work: Path, boxes: Path, stride: int):
     checkpoint = work / "random.safetensors"
     save_checkpoint(checkpoint, build_model(card), card, {"step": 0})
     card = card_for_checkpoint(checkpoint).replace(pretrained="none")
-    info = ModelInfo(card.name, card.backbone, str(checkpoint), "softmax")
-    return CorpusSettings(card, None, ACTIONS, DetectOptions(stride=stride), info, "yolo11n.pt", 0.25, BoxesFile(boxes),
-                          "cpu", False, "crop", 2)
+    config = DetectConfig(ACTIONS, checkpoint=str(checkpoint), boxes=str(boxes), stride=stride, device="cpu")
+    return Assembly(config, card, None, BoxesFile(boxes))
 
 
 def run_single(settings, jobs, threads: int) -> dict:
@@ -74,12 +71,12 @@ def run_single(settings, jobs, threads: int) -> dict:
     from stclip_cli.rows import RowsSink
 
     start = time.perf_counter()
-    predictor = build_predictor(settings, threads)
+    pipeline = build_predictor(settings, threads)
     frames, busy = 0, 0.0
     for job in jobs:
         begin = time.perf_counter()
         sinks = [*plan_sinks({k: t for k, t in job.plan.items() if k != "parquet"}), RowsSink(job.plan["parquet"])]
-        frames += predictor.run(job.ref.path, sinks, settings.model).frames
+        frames += pipeline.predictor.run(job.ref.path, sinks, pipeline.info).frames
         busy += time.perf_counter() - begin
     return {"frames": frames, "wall_s": time.perf_counter() - start, "busy_s": busy}
 

@@ -19,6 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import StclipError, Terminated
+from .pipeline import DetectConfig
+
+DEFAULT = DetectConfig.default  # detect's defaults live in DetectConfig, the one place
 
 app = typer.Typer(
     name="stclip",
@@ -156,20 +159,20 @@ def detect(
                                        "rtsp:// or http(s):// URLs, a webcam (/dev/video0, webcam:0), - for standard input"),
     actions: Optional[str] = typer.Option(None, help='comma-separated action names, e.g. "brush teeth,fishing"'),
     actions_file: Optional[Path] = typer.Option(None, help="a file with one action name per line"),
-    model: str = typer.Option("stclip", help="stclip, baseline, baseline-crop, or a model card (name or .yaml)"),
+    model: str = typer.Option(DEFAULT("model"), help="stclip, baseline, baseline-crop, or a model card (name or .yaml)"),
     checkpoint: Optional[str] = typer.Option(
         None, help="ST-CLIP weights: a file written by `stclip train` or hf-hub:ORG/REPO; without one (and no "
         "$STCLIP_CHECKPOINT) --model stclip scores with the training-free baseline", show_default="$STCLIP_CHECKPOINT"),
     backbone: Optional[str] = typer.Option(None, help="open_clip model name, e.g. ViT-B-16", show_default="the card's"),
     pretrained: Optional[str] = typer.Option(None, help="open_clip pretrained tag", show_default="openai"),
     clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file (offline use)"),
-    detector: str = typer.Option("yolo11n.pt", help="ultralytics person detector: name, .pt path or .yaml"),
+    detector: str = typer.Option(DEFAULT("detector"), help="ultralytics person detector: name, .pt path or .yaml"),
     boxes: Optional[Path] = typer.Option(None, help="precomputed person boxes (detect JSON or COCO-results JSON)"),
     boxes_format: Optional[str] = typer.Option(None, help="format of --boxes: stclip (the detect JSON), coco (a list, bbox is x, y, width, height) or xyxy (a list, bbox is x1, y1, x2, y2); default: stclip for an object with frames, coco for a list"),
-    person_conf: float = typer.Option(0.25, help="detector confidence threshold"),
+    person_conf: float = typer.Option(DEFAULT("person_conf"), help="detector confidence threshold"),
     fp_margin: Optional[float] = typer.Option(None, help="keep the best box S and boxes scoring above S - margin"),
     window: Optional[int] = typer.Option(None, help="frames per window T", show_default="the model's, 9"),
-    stride: int = typer.Option(1, min=1, help="score every N-th frame; others carry its boxes in the video output"),
+    stride: int = typer.Option(DEFAULT("stride"), min=1, help="score every N-th frame; others carry its boxes in the video output"),
     single_action: bool = typer.Option(False, "--single-action", help="soft voting: one action distribution per video"),
     track: bool = typer.Option(False, "--track", help="ByteTrack track ids per person"),
     smooth: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="with --track: EMA weight of the new scores (stclip addition)"),
@@ -181,11 +184,11 @@ def detect(
     live: Optional[bool] = typer.Option(None, "--live/--no-live", help="streams: score fewer frames when scoring falls behind the source", show_default="rtsp/rtmp/udp/srt, webcams, http(s) without a duration"),
     timeout: float = typer.Option(10.0, min=0.1, help="streams: seconds to wait for a network source to answer or send data"),
     plot: Optional[str] = typer.Option(None, "--plot", help="timeline PNG: each person's top actions over time, or a folder (ends with /)"),
-    top_k: int = typer.Option(2, min=1, help="actions drawn per person in --video"),
-    frame_fit: str = typer.Option("crop", help="context frame: crop (CLIP's centre crop, the paper) or letterbox"),
+    top_k: int = typer.Option(DEFAULT("top_k"), min=1, help="actions drawn per person in --video"),
+    frame_fit: str = typer.Option(DEFAULT("frame_fit"), help="context frame: crop (CLIP's centre crop, the paper) or letterbox"),
     interest_k: Optional[int] = typer.Option(None, min=0, help="interest tokens per person (multi-action data, AVA: 100); 0 = all tokens", show_default="the card's"),
     fps: Optional[float] = typer.Option(None, help="frame rate of a folder of frames, or of a stream without timestamps (raw H.264 on -)", show_default="25"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
+    device: str = typer.Option(DEFAULT("device"), help="auto, cpu, cuda or cuda:i"),
     batch_size: Optional[int] = typer.Option(None, min=1, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
     half: bool = typer.Option(False, help="bf16 on GPU"),
     int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 3-3.5x faster, probabilities within ~3e-3 of fp32 (see README, Speed)"),
@@ -208,31 +211,22 @@ def detect(
     stclip detect clips/ "s3://bucket/cams/**.mp4" @more.txt --actions "clap,wave" --json out/json/ --parquet out/rows/ --actors 4
     """
     from .actions import parse_actions
+    from .pipeline import DetectConfig
 
     # everything a user can get wrong is checked here, before torch and the models load (seconds)
-    names = parse_actions(actions, actions_file)
-    if smooth is not None and not track:
-        raise StclipError("--smooth needs --track (scores are smoothed along a track)")
-    if frame_fit not in ("crop", "letterbox"):
-        raise StclipError(f"--frame-fit must be crop or letterbox, not '{frame_fit}'")
-    if fps is not None and not (math.isfinite(fps) and fps > 0):
-        raise StclipError(f"--fps must be a number above 0 (got {fps})")
-    if int8 and (half or device.startswith("cuda")):
-        raise StclipError("--int8 is the CPU path; on a GPU use --half (bf16)")
+    config = DetectConfig(
+        tuple(parse_actions(actions, actions_file)), model, checkpoint, backbone, pretrained, window, interest_k,
+        str(clip_weights) if clip_weights else None, detector, str(boxes) if boxes else None, boxes_format, person_conf,
+        fp_margin, stride, batch_size, single_action, track, smooth, fps, frame_fit, top_k, device, half, int8)
     reads = _detect_reads(actions_file, model, checkpoint, clip_weights, detector, boxes)
     ray_options = {"--parquet": parquet, "--actors": actors, "--cpus-per-actor": cpus_per_actor,
                    "--gpus-per-actor": gpus_per_actor, "--ray-address": ray_address}
     if _ray_engine(engine, ray_options):
         from .corpus import Resources
-        from .predictor import DetectOptions
 
-        return _detect_corpus(
-            [str(v) for v in videos], names, parquet=parquet, resources=Resources(actors, cpus_per_actor, gpus_per_actor, ray_address),
-            outputs={"json": json_out, "video": video_out, "csv": csv_out, "plot": plot}, model=model, checkpoint=checkpoint,
-            backbone=backbone, pretrained=pretrained, clip_weights=clip_weights, detector=detector, boxes=boxes,
-            boxes_format=boxes_format, person_conf=person_conf, window=window, interest_k=interest_k, top_k=top_k,
-            options=DetectOptions(stride, batch_size or _default_batch(device), fp_margin, single_action, track, smooth, fps), frame_fit=frame_fit,
-            device=device, half=half, int8=int8, quiet=quiet, reads=reads)
+        return _detect_corpus([str(v) for v in videos], config, parquet=parquet, reads=reads, quiet=quiet,
+                              resources=Resources(actors, cpus_per_actor, gpus_per_actor, ray_address),
+                              outputs={"json": json_out, "video": video_out, "csv": csv_out, "plot": plot})
     from .inputs import StreamInput, check_inputs
 
     failures = 0
@@ -265,27 +259,14 @@ def detect(
             inputs.remove(video)
     if not inputs:
         raise typer.Exit(1)
-    card, note = _detect_card(model, checkpoint, backbone, pretrained, window, interest_k)
-    from .model.clip_backbone import register_model_configs
-    from .weights import clip_source
+    from .pipeline import assemble, build_pipeline
 
-    register_model_configs()
-    clip_source(card.backbone, card.pretrained, clip_weights)  # fetch or fail now, before the pipeline's imports
+    assembly = assemble(config)
+    pipeline = build_pipeline(assembly)
+    from .outputs import plan_sinks
 
-    from .cards import build_scoring_model, precision
-    from .outputs import ModelInfo, plan_sinks
-    from .predictor import DetectOptions, Predictor
-    from .scoring import Scorer
-
-    net = build_scoring_model(card, clip_weights, _device(device), int8)
-    if note:  # said once the stand-in model is ready, so an error that stops the run stays its only line
-        console.print(f"[yellow]note:[/yellow] {note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
-    scorer = Scorer(net, names, multi_label=card.multi_label, half=half, frame_fit=frame_fit)
-    person_detector = _person_detector(boxes, detector, person_conf, device, half, boxes_format)
-    options = DetectOptions(stride, batch_size or _default_batch(net.device.type), fp_margin, single_action, track, smooth, fps)
-    predictor = Predictor(person_detector, scorer, options)
-    info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
-                     "sigmoid" if card.multi_label else "softmax", note, precision(net, half, int8))
+    if assembly.note:  # said once the stand-in model is ready, so an error that stops the run stays its only line
+        console.print(f"[yellow]note:[/yellow] {assembly.note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
     summaries = []
     timelines = []  # the terminal summary's, when it can show them
     paces = []  # a stream's latency and stride, for the summary
@@ -295,7 +276,7 @@ def detect(
             meter = _pace_meter(video)  # last: it times each result after the outputs got it
             collector, fed = _timeline_collector(quiet, sinks)
             extra = [sink for sink in (meter, None if fed else collector) if sink is not None]
-            summaries.append((_run_one(predictor, video, sinks + extra, info, quiet), plan))
+            summaries.append((_run_one(pipeline.predictor, video, sinks + extra, pipeline.info, quiet), plan))
             timelines.append(collector)
             if meter is not None:
                 paces.append(f"{video.name}: {meter.summary(stride)}")
@@ -305,7 +286,7 @@ def detect(
             failures += 1
             console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
     if not quiet and summaries:
-        _print_summary(summaries, names, timelines)
+        _print_summary(summaries, list(config.actions), timelines)
         for line in paces:
             console.print(line, highlight=False, soft_wrap=True, markup=False)
     if failures:
@@ -322,12 +303,6 @@ def _detect_reads(actions_file: Optional[Path], model: str, checkpoint: Optional
     return read_sources([("--actions-file", actions_file), ("--model", model if model.endswith((".yaml", ".yml")) else None),
                          ("--checkpoint", checkpoint or os.environ.get("STCLIP_CHECKPOINT")),
                          ("--clip-weights", clip_weights), ("--detector", detector), ("--boxes", boxes)])
-
-
-FALLBACK_NOTE = (
-    "no ST-CLIP checkpoint (--checkpoint FILE, hf-hub:ORG/REPO or $STCLIP_CHECKPOINT): these are the training-free "
-    "baseline's scores, not ST-CLIP's"
-)
 
 
 def _window(video, top_k: int):
@@ -352,45 +327,6 @@ def _warn(text: str) -> None:
 
 def _note(text: str) -> None:
     console.print(f"[yellow]note:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
-
-
-def _detect_card(model: str, checkpoint: Optional[str], backbone: Optional[str], pretrained: Optional[str],
-                 window: Optional[int], interest_k: Optional[int] = None):
-    """Resolve --model/--checkpoint/--backbone into the card that will score (no model is built yet) and, when
-    it is a stand-in, the note that says so.
-
-    An ST-CLIP card takes its checkpoint from --checkpoint or $STCLIP_CHECKPOINT (a file or an hf-hub: id); with
-    none, the training-free baseline scores on the same CLIP, and one stderr line says so.
-    """
-    import dataclasses
-
-    from .cards import card_for_checkpoint, load_card, training_free_fallback
-    from .weights import checkpoint_source
-
-    card = load_card(model).replace(backbone=backbone, pretrained=pretrained, window=window)
-    if card.kind != "stclip":
-        if checkpoint is not None:
-            raise StclipError(f"--model {model} is training-free; drop --checkpoint or use --model stclip")
-        return card, None
-    path = checkpoint_source(checkpoint)
-    if path is None:
-        return training_free_fallback(card), FALLBACK_NOTE
-    requested = card if (backbone or window or model != "stclip") else None
-    card = card_for_checkpoint(path, requested).replace(pretrained=pretrained)
-    if interest_k is not None:
-        card = dataclasses.replace(card, interest_k=interest_k or None)
-    return card, None
-
-
-def _person_detector(boxes: Optional[Path], detector: str, conf: float, device: str, half: bool, boxes_format: Optional[str] = None):
-    """--boxes FILE (in --boxes-format), else the ultralytics detector."""
-    from .detection import BoxesFile, YoloPersonDetector
-
-    if boxes is not None:
-        return BoxesFile(boxes, boxes_format)
-    if boxes_format is not None:
-        raise StclipError("--boxes-format describes a --boxes file; pass --boxes FILE too")
-    return YoloPersonDetector(detector, conf, device, half=half)
 
 
 def _run_one(predictor, video: Path, sinks: list, info, quiet: bool):
@@ -447,47 +383,30 @@ def _cli_uri(text: str) -> str:
     return at + text
 
 
-def _detect_corpus(specs: list[str], names: list[str], *, parquet: Optional[Path], resources, outputs: dict,
-                   model: str, checkpoint: Optional[str], backbone: Optional[str], pretrained: Optional[str],
-                   clip_weights: Optional[Path], detector: str, boxes: Optional[Path], boxes_format: Optional[str],
-                   person_conf: float, window: Optional[int], interest_k: Optional[int], top_k: int, options,
-                   frame_fit: str, device: str, half: bool, int8: bool, quiet: bool, reads: list) -> None:
-    """`detect` on the Ray engine: videos found and outputs planned, then the model resolved, all before Ray starts;
-    the work in corpus.py, the messages here."""
+def _detect_corpus(specs: list[str], config, *, parquet: Optional[Path], resources, outputs: dict, reads: list,
+                   quiet: bool) -> None:
+    """`detect` on the Ray engine: videos found and outputs planned, then the pipeline assembled (the same assembly
+    single-process detect uses), all before Ray starts; the work in corpus.py, the messages here."""
     from .corpus import require_ray
 
     require_ray()
-    import open_clip
-
-    from .corpus import CorpusSettings, execute, prepare
-    from .model.base import check_fits
-    from .model.clip_backbone import register_model_configs
-    from .outputs import ModelInfo
-    from .weights import clip_source
+    from .corpus import execute, prepare
+    from .destinations import read_sources
+    from .pipeline import assemble
 
     if parquet is None:
         raise StclipError("the Ray engine writes a Parquet dataset of every scored row: give --parquet DIR/")
     uris = [_cli_uri(s) for s in specs]
-    from .destinations import read_sources
-
     manifests = read_sources(("@manifest", uri[1:]) for uri in uris if uri.startswith("@"))
     corpus = prepare(uris, outputs, parquet, reads + manifests)
-    card, note = _detect_card(model, checkpoint, backbone, pretrained, window, interest_k)
-    register_model_configs()
-    clip_source(card.backbone, card.pretrained, clip_weights)  # fetched once here, not by every actor at once
-    tokenizer = open_clip.get_tokenizer(card.backbone)
-    check_fits(tokenizer, names, tokenizer.context_length)
-    # a boxes file is read once and shipped to the actors; a YOLO is loaded once here to check (and fetch) it
-    person_boxes = _person_detector(boxes, detector, person_conf, "cpu", False, boxes_format)
-    arithmetic = "int8" if int8 else "bf16" if half and device.startswith("cuda") else "fp32"
-    info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
-                     "sigmoid" if card.multi_label else "softmax", note, arithmetic)
-    settings = CorpusSettings(card, str(clip_weights) if clip_weights else None, tuple(names), options, info, detector,
-                              person_conf, person_boxes if boxes is not None else None, device, half, frame_fit, top_k,
-                              int8)
-    if note:
-        console.print(f"[yellow]note:[/yellow] {note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
-    report = execute(corpus, settings, resources, lambda terminal, total, pool: _corpus_progress(
+    assembly = assemble(config)
+    if assembly.boxes is None:  # a YOLO is loaded once here to check (and fetch) it, not by every actor at once
+        from .detection import YoloPersonDetector
+
+        YoloPersonDetector(config.detector, config.person_conf, "cpu", half=False)
+    if assembly.note:
+        console.print(f"[yellow]note:[/yellow] {assembly.note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
+    report = execute(corpus, assembly, resources, lambda terminal, total, pool: _corpus_progress(
         Console(file=terminal, stderr=True), quiet, total, pool))
     if not quiet:
         on = f" on {report.pool[0]} actor{'s' * (report.pool[0] > 1)}" if report.pool else ""

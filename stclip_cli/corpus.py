@@ -25,19 +25,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .cards import ModelCard
 from .destinations import Source, Target, is_folder_spec, plan_outputs, refuse_inputs
 from .errors import StclipError, first_line
-from .outputs import ModelInfo
-from .predictor import DetectOptions, Predictor
+from .pipeline import Assembly, Pipeline, build_pipeline
 
 if TYPE_CHECKING:  # pyarrow comes with Ray: imported once require_ray has passed
     from .corpus_inputs import Missing, VideoRef
-    from .detection import BoxesFile
 
 RAY_MISSING = 'the Ray engine needs Ray: pip install "stclip[ray]"'
 FAILURES_NAME = "_failures.json"  # "_" side files are skipped by Parquet dataset readers (pyarrow, pandas, Spark)
@@ -58,70 +55,11 @@ def require_ray() -> None:
         raise StclipError(RAY_MISSING) from None
 
 
-@dataclass(frozen=True)
-class CorpusSettings:
-    """Everything an actor builds its pipeline from (Ray pickles it to the actors), and what the outputs depend on.
-
-    ``boxes`` is a parsed boxes file (read once, on the driver), else ``detector`` names the YOLO each actor loads.
-    """
-
-    card: ModelCard
-    clip_weights: str | None
-    actions: tuple[str, ...]
-    options: DetectOptions
-    model: ModelInfo
-    detector: str
-    person_conf: float
-    boxes: BoxesFile | None
-    device: str
-    half: bool
-    frame_fit: str
-    top_k: int
-    int8: bool = False
-
-    def stamp(self) -> dict[str, Any]:
-        """What the results depend on (not where they are written): two runs with the same stamp give the same rows."""
-        boxes = _file_id(self.boxes.path) if self.boxes is not None else None
-        options = asdict(self.options)
-        options.pop("batch_size")  # how many keyframes share a forward pass changes speed, not results
-        raw = {"card": self.card.to_dict(), "checkpoint": _file_id(self.card.checkpoint),
-               "clip_weights": _file_id(self.clip_weights), "actions": list(self.actions), "options": options, "model": asdict(self.model), "boxes": boxes,
-               "detector": None if boxes else [self.detector, _file_id(self.detector), self.person_conf],
-               "half": self.half, "frame_fit": self.frame_fit, "top_k": self.top_k}
-        return json.loads(json.dumps(raw, sort_keys=True, default=str))
-
-
-def _file_id(path: str | Path | None) -> list | None:
-    """A local file as a stamp sees it (path, size, modification time): replaced weights make new results."""
-    if path is None or not os.path.isfile(path):
-        return None
-    info = os.stat(path)
-    return [os.path.abspath(path), info.st_size, info.st_mtime_ns]
-
-
-def build_predictor(settings: CorpusSettings, threads: int | None = None) -> Predictor:
-    """The model, person detector and Predictor of an actor, as single-process detect builds them.
-
-    A ``cuda:i`` device means "the GPU Ray gave this actor", which it shows the actor as ``cuda``.
-    """
-    import torch
-
-    from .cards import build_scoring_model
-    from .detection import YoloPersonDetector
-    from .model.clip_backbone import register_model_configs
-    from .scoring import Scorer
-    from .train import resolve_device
-
-    if threads:
-        torch.set_num_threads(threads)
-    register_model_configs()
-    device = "cuda" if settings.device.startswith("cuda") else settings.device
-    net = build_scoring_model(settings.card, settings.clip_weights, resolve_device(device), settings.int8)
-    scorer = Scorer(net, list(settings.actions), multi_label=settings.card.multi_label, half=settings.half,
-                    frame_fit=settings.frame_fit)
-    detector = settings.boxes if settings.boxes is not None else YoloPersonDetector(
-        settings.detector, settings.person_conf, device, half=settings.half)
-    return Predictor(detector, scorer, settings.options)
+def build_predictor(assembly: Assembly, threads: int | None = None) -> Pipeline:
+    """An actor's pipeline, built by the one builder detect uses. A ``cuda:i`` device means "the GPU Ray gave this
+    actor", which it shows the actor as ``cuda``."""
+    device = assembly.config.device
+    return build_pipeline(assembly, "cuda" if device.startswith("cuda") else device, threads)
 
 
 @dataclass(frozen=True)
@@ -336,12 +274,12 @@ class VideoWorker:
     """A Ray Data actor: builds the pipeline once, then runs each video it is handed (one per batch) and returns
     one result row per video. Nothing a video does stops the actor: every error becomes that video's result."""
 
-    def __init__(self, settings: CorpusSettings, attempts: Any, threads: int | None = None) -> None:
-        self.settings = settings
+    def __init__(self, assembly: Assembly, attempts: Any, threads: int | None = None) -> None:
+        self.assembly = assembly
         self.attempts = attempts
         self.setup_error = ""
         try:
-            self.predictor = build_predictor(settings, threads)
+            self.pipeline = build_predictor(assembly, threads)
         except StclipError as err:
             self.setup_error = str(err)
         except Exception as err:  # a worker that cannot start (out of memory, a broken node): every video says why
@@ -376,8 +314,8 @@ class VideoWorker:
                 shown = name if job.ref.remote else None
                 outputs = {k: t for k, t in job.plan.items() if k != "parquet"}
                 rows = RowsSink(job.plan["parquet"], shown, item["stamp"])
-                sinks = [*plan_sinks(outputs, self.settings.top_k, shown), rows]
-                summary = self.predictor.run(path, sinks, self.settings.model)
+                sinks = [*plan_sinks(outputs, self.assembly.config.top_k, shown), rows]
+                summary = self.pipeline.predictor.run(path, sinks, self.pipeline.info)
         except StclipError as err:
             return VideoResult(name, "failed", _named(str(err), copy, name))
         except Exception as err:  # a video must not stop the corpus; its line says what went wrong
@@ -424,7 +362,7 @@ def decode_job(item: Mapping[str, Any]) -> VideoJob:
     return VideoJob(VideoRef(*item["video"]), plan)
 
 
-def run_corpus(settings: CorpusSettings, jobs: Sequence[VideoJob], stamps: Sequence[Mapping[str, Any]],
+def run_corpus(assembly: Assembly, jobs: Sequence[VideoJob], stamps: Sequence[Mapping[str, Any]],
                pool: tuple[int, float, float], on_result: Callable[[VideoResult], None]) -> list[VideoResult]:
     """Stream ``jobs`` through a pool of ``pool`` = (actors, CPUs, GPUs per actor) in the current Ray session;
     ``on_result`` hears of each video as it finishes (in completion order)."""
@@ -440,7 +378,7 @@ def run_corpus(settings: CorpusSettings, jobs: Sequence[VideoJob], stamps: Seque
         batch_size=1,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),  # no queue: a free actor takes the next
-        fn_constructor_kwargs={"settings": settings, "attempts": attempts, "threads": None if gpus else max(1, int(cpus))},
+        fn_constructor_kwargs={"assembly": assembly, "attempts": attempts, "threads": None if gpus else max(1, int(cpus))},
         num_cpus=cpus,
         num_gpus=gpus,
     )
@@ -496,10 +434,10 @@ def prepare(specs: Sequence[str], outputs: dict[str, str | Path | None], parquet
 Progress = Callable[[IO[str], int, tuple[int, float, float]], Any]  # (terminal, videos, pool) -> context manager
 
 
-def execute(corpus: Corpus, settings: CorpusSettings, resources: Resources, progress: Progress) -> CorpusReport:
+def execute(corpus: Corpus, assembly: Assembly, resources: Resources, progress: Progress) -> CorpusReport:
     """Skip the done videos, run the others on Ray (started or joined only when there is work), write the failures
     table. ``progress`` makes the context manager yielding the per-video callback, given a stream to the terminal."""
-    run_stamp = settings.stamp()
+    run_stamp = assembly.stamp()
     stamps = [job.stamp(run_stamp) for job in corpus.jobs]
     todo = [(job, stamp) for job, stamp in zip(corpus.jobs, stamps) if not job.done(stamp)]
     report = CorpusReport(len(corpus.jobs) + len(corpus.missing), 0, len(corpus.jobs) - len(todo),
@@ -509,9 +447,9 @@ def execute(corpus: Corpus, settings: CorpusSettings, resources: Resources, prog
         discard_leftovers(job for job, _ in todo)  # of a run killed before it could clean up
         try:
             with driver_output(corpus.parquet / LOG_NAME) as terminal, ray_session(resources.address):
-                report.pool = pool_size(resources, cluster_resources(), settings.device, len(todo))
+                report.pool = pool_size(resources, cluster_resources(), assembly.config.device, len(todo))
                 with progress(terminal, len(todo), report.pool) as on_result:
-                    results = run_corpus(settings, [job for job, _ in todo], [stamp for _, stamp in todo], report.pool,
+                    results = run_corpus(assembly, [job for job, _ in todo], [stamp for _, stamp in todo], report.pool,
                                          on_result)
         finally:  # interrupted: Ray kills the actors mid-write, leaving their temporary files
             discard_leftovers(job for job, _ in todo)
@@ -553,7 +491,7 @@ def write_failures(folder: str | Path, failures: Sequence[tuple[str, str]]) -> P
 
 
 __all__ = [
-    "Corpus", "CorpusReport", "CorpusSettings", "check_side_file", "FAILURES_NAME", "LOG_NAME", "RAY_MISSING", "Resources", "VideoJob",
+    "Corpus", "CorpusReport", "check_side_file", "FAILURES_NAME", "LOG_NAME", "RAY_MISSING", "Resources", "VideoJob",
     "VideoResult", "VideoWorker", "build_predictor", "cluster_resources", "decode_job", "driver_output", "encode_job",
     "execute", "output_folders", "plan_corpus", "pool_size", "prepare", "ray_remote_attempts", "ray_session",
     "require_ray", "run_corpus", "write_failures",

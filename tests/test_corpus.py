@@ -23,13 +23,13 @@ from conftest import write_video
 from stclip_cli import corpus, corpus_inputs
 from stclip_cli.cards import build_model, card_for_checkpoint, load_card, save_checkpoint
 from stclip_cli.cli import _cli_uri, app
-from stclip_cli.corpus import (FAILURES_NAME, CorpusSettings, Resources, VideoWorker, decode_job, encode_job,
-                               plan_corpus, pool_size)
+from stclip_cli.corpus import (FAILURES_NAME, Resources, VideoWorker, decode_job, encode_job, plan_corpus,
+                               pool_size)
+from stclip_cli.pipeline import Assembly, DetectConfig
 from stclip_cli.corpus_inputs import VideoRef
 from stclip_cli.detection import BoxesFile
 from stclip_cli.errors import StclipError
 from stclip_cli.outputs import ModelInfo
-from stclip_cli.predictor import DetectOptions
 from stclip_cli.rows import RowsSink
 
 runner = CliRunner()
@@ -168,11 +168,10 @@ def test_corpus_equals_single_process_has_every_row_records_the_bad_video_and_re
     assert json.loads((out / "rows" / FAILURES_NAME).read_text()) == []
 
 
-def settings_for(data: dict) -> CorpusSettings:
+def settings_for(data: dict) -> Assembly:
     card = card_for_checkpoint(data["checkpoint"])
-    info = ModelInfo(card.name, card.backbone, str(card.checkpoint), "softmax")
-    return CorpusSettings(card, None, tuple(ACTIONS.split(",")), DetectOptions(), info, "yolo11n.pt", 0.25,
-                          BoxesFile(data["boxes"]), "cpu", False, "crop", 2)
+    config = DetectConfig(tuple(ACTIONS.split(",")), boxes=str(data["boxes"]), device="cpu")
+    return Assembly(config, card, None, BoxesFile(data["boxes"]))
 
 
 def test_remote_video_is_named_by_its_uri(ray_local, data, tmp_path, monkeypatch):
@@ -213,7 +212,8 @@ def test_a_video_that_kills_its_worker_is_given_up_after_two_starts(ray_local, d
 def test_a_worker_that_cannot_start_fails_each_video_with_the_reason(ray_local, data, tmp_path):
     video = write_video(tmp_path / "a.mp4", n_frames=3)
     job = plan_corpus([VideoRef(str(video))], {"json": f"{tmp_path}/json/"}, tmp_path / "rows")[0]
-    broken = dataclasses.replace(settings_for(data), clip_weights=str(tmp_path / "gone.pt"))
+    settings = settings_for(data)
+    broken = dataclasses.replace(settings, config=dataclasses.replace(settings.config, clip_weights=str(tmp_path / "gone.pt")))
     result = VideoWorker(broken, corpus.ray_remote_attempts(), threads=1).run(json.loads(encode_job(job, {})))
     assert result.status == "failed"
     assert result.error == f"the worker could not start: CLIP weights file not found: {tmp_path}/gone.pt (--clip-weights)"
@@ -235,17 +235,19 @@ def test_done_means_every_output_in_place_with_this_runs_stamp(tmp_path):
     assert job.done(stamp)
     assert not job.done(job.stamp({"actions": ["wave"]}))  # other settings: not this run's rows
     settings = settings_for_boxes(tmp_path)
-    assert settings.stamp() == dataclasses.replace(settings, options=DetectOptions(batch_size=32)).stamp()  # speed only
-    assert settings.stamp() != dataclasses.replace(settings, options=DetectOptions(stride=2)).stamp()
+    def changed(**change) -> dict:
+        return dataclasses.replace(settings, config=dataclasses.replace(settings.config, **change)).stamp()
+
+    assert settings.stamp() == changed(batch_size=32)  # speed only
+    assert settings.stamp() != changed(stride=2)
     assert decode_job(json.loads(encode_job(job, stamp))) == job
 
 
-def settings_for_boxes(tmp_path: Path) -> CorpusSettings:
+def settings_for_boxes(tmp_path: Path) -> Assembly:
     boxes = tmp_path / "boxes.json"
     boxes.write_text("[]")
-    info = ModelInfo("tiny-test", "stclip-tiny-test", None, "softmax")
-    return CorpusSettings(load_card("tiny-test"), None, ("clap",), DetectOptions(), info, "yolo11n.pt", 0.25,
-                          BoxesFile(boxes), "cpu", False, "crop", 2)
+    return Assembly(DetectConfig(("clap",), model="tiny-test", boxes=str(boxes), device="cpu"), load_card("tiny-test"),
+                    None, BoxesFile(boxes))
 
 
 def test_plan_refuses_what_workers_cannot_write(tmp_path):

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from stclip_cli import __version__
-from stclip_cli.cli import FALLBACK_NOTE, app
+from stclip_cli.cli import app
+from stclip_cli.pipeline import FALLBACK_NOTE
 from test_weights import put_in_hub_cache
 
 runner = CliRunner()

@@ -1,0 +1,197 @@
+"""One assembly for every command and engine: a ``DetectConfig`` (every setting of a detect run and its default, checked
+once) is resolved on the driver into an ``Assembly`` (the card that scores, the boxes file read once; what Ray ships to
+its actors), and ``build_pipeline`` turns that into the running ``Predictor`` and the ``ModelInfo`` its outputs record.
+``stclip detect``, every Ray actor and ``stclip eval`` build here, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import StclipError
+
+if TYPE_CHECKING:
+    from .cards import ModelCard
+    from .detection import BoxesFile, PersonDetector
+    from .outputs import ModelInfo
+    from .predictor import DetectOptions, Predictor
+
+FALLBACK_NOTE = (
+    "no ST-CLIP checkpoint (--checkpoint FILE, hf-hub:ORG/REPO or $STCLIP_CHECKPOINT): these are the training-free "
+    "baseline's scores, not ST-CLIP's"
+)
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Every setting of a detect run, with its default: the one place defaults live (the CLI's options read them
+    here). Checked when made, so a bad value is one line before anything loads."""
+
+    actions: tuple[str, ...]
+    model: str = "stclip"
+    checkpoint: str | None = None
+    backbone: str | None = None
+    pretrained: str | None = None
+    window: int | None = None
+    interest_k: int | None = None
+    clip_weights: str | None = None
+    detector: str = "yolo11n.pt"
+    boxes: str | None = None
+    boxes_format: str | None = None
+    person_conf: float = 0.25
+    fp_margin: float | None = None
+    stride: int = 1
+    batch_size: int | None = None
+    single_action: bool = False
+    track: bool = False
+    smooth: float | None = None
+    fps: float | None = None
+    frame_fit: str = "crop"
+    top_k: int = 2
+    device: str = "auto"
+    half: bool = False
+    int8: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.actions:
+            raise StclipError("no action names given")
+        if self.smooth is not None and not self.track:
+            raise StclipError("--smooth needs --track (scores are smoothed along a track)")
+        if self.frame_fit not in ("crop", "letterbox"):
+            raise StclipError(f"--frame-fit must be crop or letterbox, not '{self.frame_fit}'")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise StclipError(f"--fps must be a number above 0 (got {self.fps})")
+        if self.int8 and (self.half or self.device.startswith("cuda")):
+            raise StclipError("--int8 is the CPU path; on a GPU use --half (bf16)")
+        if self.boxes_format is not None and self.boxes is None:
+            raise StclipError("--boxes-format describes a --boxes file; pass --boxes FILE too")
+
+    @staticmethod
+    def default(name: str) -> Any:
+        """The default of one setting, for the CLI's option declarations."""
+        return next(f.default for f in fields(DetectConfig) if f.name == name)
+
+    def detect_options(self, batch_size: int) -> "DetectOptions":
+        """The predictor's share of the settings, with the batch size decided for the device."""
+        from .predictor import DetectOptions
+
+        return DetectOptions(self.stride, self.batch_size or batch_size, self.fp_margin, self.single_action, self.track,
+                             self.smooth, self.fps)
+
+
+def resolve_card(config: DetectConfig) -> tuple["ModelCard", str | None]:
+    """The card that will score (no model is built yet) and, when it is a stand-in, the note that says so.
+
+    An ST-CLIP card takes its checkpoint from ``checkpoint`` or $STCLIP_CHECKPOINT (a file or an hf-hub: id); with
+    none, the training-free baseline scores on the same CLIP.
+    """
+    from .cards import card_for_checkpoint, load_card, training_free_fallback
+    from .weights import checkpoint_source
+
+    card = load_card(config.model).replace(backbone=config.backbone, pretrained=config.pretrained, window=config.window)
+    if card.kind != "stclip":
+        if config.checkpoint is not None:
+            raise StclipError(f"--model {config.model} is training-free; drop --checkpoint or use --model stclip")
+        return card, None
+    path = checkpoint_source(config.checkpoint)
+    if path is None:
+        return training_free_fallback(card), FALLBACK_NOTE
+    requested = card if (config.backbone or config.window or config.model != "stclip") else None
+    card = card_for_checkpoint(path, requested).replace(pretrained=config.pretrained)
+    if config.interest_k is not None:
+        card = replace(card, interest_k=config.interest_k or None)
+    return card, None
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """A ``DetectConfig`` resolved where the run starts: the card that scores (``note`` when it is a stand-in) and the
+    boxes file read once. Picklable: the Ray engine ships it to its actors, which build from it as detect does."""
+
+    config: DetectConfig
+    card: "ModelCard"
+    note: str | None
+    boxes: "BoxesFile | None"
+
+    def stamp(self) -> dict[str, Any]:
+        """What results depend on (not where they are written): two runs with the same stamp give the same rows."""
+        settings = asdict(self.config)
+        settings.pop("batch_size")  # how many keyframes share a forward pass changes speed, not results
+        for name in ("checkpoint", "clip_weights", "boxes"):
+            settings[name] = _file_id(settings[name]) or settings[name]
+        settings["detector"] = [self.config.detector, _file_id(self.config.detector)]
+        raw = {"settings": settings, "card": self.card.to_dict(), "checkpoint": _file_id(self.card.checkpoint),
+               "note": self.note}
+        return json.loads(json.dumps(raw, sort_keys=True, default=str))
+
+
+def _file_id(path: str | Path | None) -> list | None:
+    """A local file as a stamp sees it (path, size, modification time): replaced weights make new results."""
+    if path is None or not os.path.isfile(path):
+        return None
+    info = os.stat(path)
+    return [os.path.abspath(path), info.st_size, info.st_mtime_ns]
+
+
+def assemble(config: DetectConfig) -> Assembly:
+    """Resolve the card, fetch (or fail on) the CLIP weights, check the action names fit the text encoder and read
+    the boxes file: everything that can fail on a user's files, before any model is built."""
+    card, note = resolve_card(config)  # first: a missing checkpoint is said before torch loads
+    import open_clip
+
+    from .detection import BoxesFile
+    from .model.base import check_fits
+    from .model.clip_backbone import register_model_configs
+    from .weights import clip_source
+
+    register_model_configs()
+    clip_source(card.backbone, card.pretrained, config.clip_weights)  # fetched once here, not by every actor at once
+    tokenizer = open_clip.get_tokenizer(card.backbone)
+    check_fits(tokenizer, list(config.actions), tokenizer.context_length)
+    boxes = BoxesFile(config.boxes, config.boxes_format) if config.boxes is not None else None
+    return Assembly(config, card, note, boxes)
+
+
+@dataclass
+class Pipeline:
+    """The running pipeline of one process: the predictor and what its outputs say produced the scores."""
+
+    predictor: "Predictor"
+    info: "ModelInfo"
+
+
+def build_pipeline(assembly: Assembly, device: str | None = None, threads: int | None = None,
+                   detector: "PersonDetector | None" = None) -> Pipeline:
+    """Model, scorer, person detector and predictor from an assembly. ``device`` overrides the config's (a Ray actor
+    sees the GPU it was given as ``cuda``); ``detector`` replaces the config's persons (eval's ground truth or
+    dataset detections)."""
+    import torch
+
+    from .cards import build_scoring_model, precision
+    from .detection import YoloPersonDetector
+    from .outputs import ModelInfo
+    from .predictor import Predictor
+    from .scoring import Scorer
+    from .train import resolve_device
+
+    config, card = assembly.config, assembly.card
+    if threads:
+        torch.set_num_threads(threads)
+    net = build_scoring_model(card, config.clip_weights, resolve_device(device or config.device), config.int8)
+    scorer = Scorer(net, list(config.actions), multi_label=card.multi_label, half=config.half,
+                    frame_fit=config.frame_fit)
+    if detector is None:
+        detector = assembly.boxes if assembly.boxes is not None else YoloPersonDetector(
+            config.detector, config.person_conf, device or config.device, half=config.half)
+    options = config.detect_options(8 if net.device.type == "cuda" else 1)  # batching is slower on a CPU
+    info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
+                     "sigmoid" if card.multi_label else "softmax", assembly.note, precision(net, config.half, config.int8))
+    return Pipeline(Predictor(detector, scorer, options), info)
+
+
+__all__ = ["Assembly", "DetectConfig", "FALLBACK_NOTE", "Pipeline", "assemble", "build_pipeline", "resolve_card"]
