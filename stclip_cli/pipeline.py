@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,16 @@ class DetectConfig:
     def __post_init__(self) -> None:
         if not self.actions:
             raise StclipError("no action names given")
+        _number("--person-conf", self.person_conf, 0.0, 1.0)
+        _number("--fp-margin", self.fp_margin, 0.0)
+        _number("--smooth", self.smooth, 0.0, 1.0)
+        for flag, value, low in (("--stride", self.stride, 1), ("--batch-size", self.batch_size, 1),
+                                 ("--window", self.window, 1), ("--top-k", self.top_k, 1),
+                                 ("--interest-k", self.interest_k, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise StclipError(f"{flag} must be a whole number of at least {low} (got {value})")
+        if not DEVICE.fullmatch(self.device):
+            raise StclipError(f"--device must be auto, cpu, cuda or cuda:N (got '{self.device}')")
         if self.smooth is not None and not self.track:
             raise StclipError("--smooth needs --track (scores are smoothed along a track)")
         if self.frame_fit not in ("crop", "letterbox"):
@@ -84,6 +95,18 @@ class DetectConfig:
                              self.smooth, self.fps)
 
 
+DEVICE = re.compile(r"auto|cpu|cuda(:\d{1,3})?|mps")
+
+
+def _number(flag: str, value: float | None, low: float, high: float | None = None) -> None:
+    """A number option is finite and within its range (NaN passes every comparison, so it is named here)."""
+    if value is None:
+        return
+    if not math.isfinite(value) or value < low or (high is not None and value > high):
+        within = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+        raise StclipError(f"{flag} must be a number {within} (got {value})")
+
+
 def resolve_card(config: DetectConfig) -> tuple["ModelCard", str | None]:
     """The card that will score (no model is built yet) and, when it is a stand-in, the note that says so.
 
@@ -101,7 +124,7 @@ def resolve_card(config: DetectConfig) -> tuple["ModelCard", str | None]:
     path = checkpoint_source(config.checkpoint)
     if path is None:
         return training_free_fallback(card), FALLBACK_NOTE
-    requested = card if (config.backbone or config.window or config.model != "stclip") else None
+    requested = card if (config.backbone or config.window is not None or config.model != "stclip") else None
     card = card_for_checkpoint(path, requested).replace(pretrained=config.pretrained)
     if config.interest_k is not None:
         card = replace(card, interest_k=config.interest_k or None)

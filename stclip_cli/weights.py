@@ -9,6 +9,7 @@ within seconds (huggingface_hub alone retries for about a minute and logs every 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,9 @@ def _require_host(host: str, message: str) -> None:
         raise StclipError(message) from None
 
 
+HUB_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # an org, repo or file name on the Hub: never "..", "/" or "~"
+
+
 def checkpoint_source(checkpoint: str | None) -> str | None:
     """The local ST-CLIP checkpoint file to use: ``--checkpoint`` (a file or ``hf-hub:ORG/REPO``), else
     ``$STCLIP_CHECKPOINT`` (the same forms), else None."""
@@ -143,7 +147,7 @@ def resolve_checkpoint(spec: str, flag: str = "--checkpoint") -> str:
         return str(path)
     ident = spec[len(HF_PREFIX):].strip("/")
     parts = ident.split("/")
-    if len(parts) < 2 or not all(parts):
+    if len(parts) < 2 or not all(HUB_PART.fullmatch(part) and part.strip(".") for part in parts):
         raise StclipError(f"'{spec}' is not a Hub id; use hf-hub:ORG/REPO or hf-hub:ORG/REPO/FILE.safetensors ({flag})")
     repo = "/".join(parts[:2])
     filename = "/".join(parts[2:]) or HUB_CHECKPOINT_NAME
