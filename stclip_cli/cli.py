@@ -157,7 +157,7 @@ def params(model: str = typer.Option("stclip-vitb16", help="model card name or .
 def detect(
     videos: list[str] = typer.Argument(..., help="video files (anything FFmpeg decodes), folders of frames, or streams: "
                                        "rtsp:// or http(s):// URLs, a webcam (/dev/video0, webcam:0), - for standard input"),
-    actions: Optional[str] = typer.Option(None, help='comma-separated action names, e.g. "brush teeth,fishing"'),
+    actions: Optional[str] = typer.Option(None, help='comma-separated action names, e.g. "brush teeth,fishing"; write a comma inside a name as \\, ("pick up\\, then throw")'),
     actions_file: Optional[Path] = typer.Option(None, help="a file with one action name per line"),
     model: str = typer.Option(DEFAULT("model"), help="stclip, baseline, baseline-crop, or a model card (name or .yaml)"),
     checkpoint: Optional[str] = typer.Option(
@@ -398,6 +398,8 @@ def _detect_corpus(specs: list[str], config, *, parquet: Optional[Path], resourc
 
     if parquet is None:
         raise StclipError("the Ray engine writes a Parquet dataset of every scored row: give --parquet DIR/")
+    if str(parquet) == "-":
+        raise StclipError("--parquet cannot go to standard output (-): it writes a folder of Parquet files; give DIR/")
     uris = [_cli_uri(s) for s in specs]
     manifests = read_sources(("@manifest", uri[1:]) for uri in uris if uri.startswith("@"))
     corpus = prepare(uris, outputs, parquet, reads + manifests)

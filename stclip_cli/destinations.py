@@ -20,8 +20,10 @@ output.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
+import socket
 import stat
 import sys
 import tempfile
@@ -186,7 +188,7 @@ def stream_stem(text: str) -> str:
     if text == STDOUT:
         return "stdin"
     rest = text.split("://", 1)[-1].split("?", 1)[0]
-    rest = rest.split("@", 1)[-1]  # never put credentials (user:password@) into a file name
+    rest = re.sub(r"^[^/]*@", "", rest)  # never put credentials (user:password@, up to the last @) into a file name
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", rest).strip("-.")
     return re.sub(r"\.(mp4|m4v|mov|mkv|ts|m3u8|flv|webm|avi)$", "", stem, flags=re.IGNORECASE) or "stream"
 
@@ -416,6 +418,8 @@ class Destination:
                 _sync(self.temp)  # the data is on disk before the name points at it: a crash leaves old or new
                 os.replace(self.temp, real)
                 self.temp = None
+                for stale in stale_temporaries(self.target):  # left by a run of this output that was killed
+                    stale.unlink(missing_ok=True)
 
     def discard(self) -> None:
         """Close and delete the temporary file (nothing appears under the target's name); safe to call twice."""
@@ -454,21 +458,56 @@ def _sync(path: Path) -> None:
         os.close(fd)
 
 
+def _host() -> str:
+    """This machine, as temporary file names carry it (8 hex digits of its name's hash)."""
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
 def _temp_prefix(real: Path) -> str:
-    return f".{real.stem}."
+    """``.<stem>.p<pid>h<host>.``: whose temporary file it is, so a later run can tell one left by a killed writer."""
+    return f".{real.stem}.p{os.getpid()}h{_host()}."
+
+
+def _temporaries(target: Target) -> list[tuple[Path, int | None, str | None]]:
+    """Temporary files of ``target``'s writers beside it, with the pid and host that wrote each (None for names of
+    earlier versions). Matches ``temp_path``'s names exactly, so another output's temporary file never does."""
+    if target.mode != "file" or target.real is None or not target.real.parent.is_dir():
+        return []
+    name = re.compile(re.escape(f".{target.real.stem}.") + r"(?:p(\d{1,10})h([0-9a-f]{8})\.)?[a-z0-9_]{8}\.part.*")
+    found = []
+    for path in sorted(target.real.parent.iterdir()):
+        match = name.fullmatch(path.name)
+        if match and path.is_file() and not path.is_symlink():
+            found.append((path, int(match[1]) if match[1] else None, match[2]))
+    return found
 
 
 def leftover_temporaries(target: Target) -> list[Path]:
     """Temporary files that writers of ``target`` killed without warning (SIGKILL, a lost machine) left beside it.
 
     A writer that is told to stop discards its own; this is for an engine whose workers die without being told (the
-    Ray engine, when the run is interrupted). Matches ``temp_path``'s names exactly (tempfile's 8 random characters),
-    so another output's temporary file never does.
+    Ray engine, when the run is interrupted): every writer of its targets is gone.
     """
-    if target.mode != "file" or target.real is None or not target.real.parent.is_dir():
-        return []
-    name = re.compile(re.escape(_temp_prefix(target.real)) + r"[a-z0-9_]{8}\.part.*")
-    return sorted(p for p in target.real.parent.iterdir() if name.fullmatch(p.name) and p.is_file())
+    return [path for path, _, _ in _temporaries(target)]
+
+
+def stale_temporaries(target: Target) -> list[Path]:
+    """Temporary files of ``target`` whose writer, on this machine, no longer runs (killed with SIGKILL, or by a
+    power cut): removed when the same output is written next. Another live run's file is never among them."""
+    host = _host()
+    return [path for path, pid, where in _temporaries(target)
+            if pid is not None and where == host and pid != os.getpid() and not _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (a process of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
 
 
 def plan_file(path: str | Path, flag: str, inputs: Sequence[Path | str | None] = (), reads: Sequence[Source] = ()) -> Target:
@@ -493,5 +532,5 @@ def check_writable(path: str | Path) -> Path:
 
 
 __all__ = ["Destination", "KINDS", "STDOUT", "Source", "Target", "VIDEO_SUFFIXES", "check_writable", "classify",
-           "leftover_temporaries", "plan_file", "plan_outputs", "read_sources", "refuse_inputs",
+           "leftover_temporaries", "plan_file", "stale_temporaries", "plan_outputs", "read_sources", "refuse_inputs",
            "stream_stem"]

@@ -21,7 +21,8 @@ LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "rtp", "srt", "udp",
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _VIDEO_DEVICE = re.compile(r"^/dev/video\d+$")
-_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@")
+# user:password@ up to the LAST @ before the path: a password may itself hold an @ (user:p@ss@host)
+_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/]*@")
 
 
 def is_stream(text: str) -> bool:

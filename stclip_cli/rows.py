@@ -25,10 +25,10 @@ from .video import VideoInfo
 
 SCHEMA = pa.schema([
     ("video", pa.string()),
-    ("frame", pa.int32()),
+    ("frame", pa.int64()),
     ("time", pa.float64()),
-    ("person", pa.int32()),
-    ("track_id", pa.int32()),
+    ("person", pa.int64()),
+    ("track_id", pa.int64()),  # local mode takes any track id a boxes file gives; Arrow must too
     ("x1", pa.float32()),
     ("y1", pa.float32()),
     ("x2", pa.float32()),
@@ -115,17 +115,17 @@ def frame_rows(result: FrameResult, actions: list[str], video: str, model: str) 
     tracks = None
     if det.tracker_id is not None:
         ids = np.asarray(det.tracker_id).astype(np.int64)
-        tracks = pa.array(np.repeat(ids, c), pa.int32(), mask=np.repeat(ids < 0, c))
+        tracks = pa.array(np.repeat(ids, c), pa.int64(), mask=np.repeat(ids < 0, c))
     confidence = None
     if det.confidence is not None:
         conf = np.asarray(det.confidence, dtype=np.float32)
         confidence = pa.array(np.repeat(conf, c), pa.float32(), mask=np.repeat(~np.isfinite(conf), c))
     columns = [
         pa.array([video] * (n * c), pa.string()),
-        pa.array(np.full(n * c, result.index, np.int32)),
+        pa.array(np.full(n * c, result.index, np.int64)),
         pa.array(np.full(n * c, float(result.time))),
-        pa.array(np.repeat(np.arange(n, dtype=np.int32), c)),
-        tracks if tracks is not None else pa.nulls(n * c, pa.int32()),
+        pa.array(np.repeat(np.arange(n, dtype=np.int64), c)),
+        tracks if tracks is not None else pa.nulls(n * c, pa.int64()),
         *(pa.array(np.repeat(boxes[:, k], c)) for k in range(4)),
         confidence if confidence is not None else pa.nulls(n * c, pa.float32()),
         pa.array(actions * n, pa.string()),

@@ -232,3 +232,54 @@ def test_ray_outputs_never_write_over_files_the_run_reads(tmp_path, make_video):
         prepare([str(video)], {"json": f"{tmp_path}/json/"}, tmp_path / "rows",
                 read_sources([("--data", tmp_path)]))
     assert boxes.read_text() == "[]" and manifest.read_text() == f"{video}\n"
+
+
+def test_a_killed_runs_temporary_files_go_when_the_output_is_written_next(tmp_path, make_video, checkpoint):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    video = make_video(tmp_path, n_frames=300, size=(160, 120))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": f, "bbox": [10, 8, 30, 40], "score": 0.9} for f in range(300)]))
+    command = [sys.executable, "-m", "stclip_cli", "detect", str(video), "--actions", "clap,wave", "--model", "tiny-test",
+               "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet", "--video", str(tmp_path / "out.mp4")]
+
+    def temporaries() -> list[str]:
+        return [p.name for p in tmp_path.iterdir() if ".part" in p.name]
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not temporaries() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert temporaries(), "the killed run should have left its temporary video"
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert temporaries() == [] and (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def test_only_temporaries_of_dead_writers_on_this_machine_are_stale(tmp_path):
+    import subprocess
+    import sys
+
+    from stclip_cli.destinations import Destination, _host, classify, stale_temporaries
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(done.stdout)
+    names = {"dead": f".out.p{dead}h{_host()}.abcd1234.part.json",
+             "alive": f".out.p{os.getppid()}h{_host()}.abcd1234.part.json",
+             "other machine": f".out.p{dead}h00000000.abcd1234.part.json",
+             "other output": f".out2.p{dead}h{_host()}.abcd1234.part.json",
+             "earlier version": ".out.abcd1234.part.json"}
+    for name in names.values():
+        (tmp_path / name).write_text("x")
+    target = classify(tmp_path / "out.json", "--json")
+    assert stale_temporaries(target) == [tmp_path / names["dead"]]
+    destination = Destination(target)
+    destination.open().write("{}")
+    destination.commit()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["out.json", *[n for k, n in names.items() if k != "dead"]])

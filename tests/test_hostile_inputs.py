@@ -1,0 +1,82 @@
+"""Strings we distrust: what an input names never leaks a secret into a message, a result or a file name."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from stclip_cli.destinations import stream_stem
+from stclip_cli.inputs import StreamInput
+
+
+@pytest.mark.parametrize("url, shown, stem", [
+    ("http://user:p@ss@host/live.ts", "http://user:***@host/live.ts", "host-live"),
+    ("rtsp://admin:a@b@c@cam:554/x", "rtsp://admin:***@cam:554/x", "cam-554-x"),
+    ("http://user:@host/x", "http://user:***@host/x", "host-x"),
+    ("http://host/a@b", "http://host/a@b", "host-a-b"),  # an @ in the path is not a password
+])
+def test_a_password_holding_at_signs_never_leaks(url, shown, stem):
+    spec = StreamInput(url)
+    assert spec.name == spec.label == shown
+    assert stream_stem(url) == stem
+
+
+@pytest.mark.parametrize("text, names", [
+    (r"pick up\, then throw,run", ["pick up, then throw", "run"]),
+    (r"a\\,b", ["a\\", "b"]),
+    (r"c:\x,y", ["c:\\x", "y"]),
+    ("zwnj\u200cname,b", ["zwnj\u200cname", "b"]),  # a joiner Persian needs stays
+])
+def test_a_comma_inside_an_action_name_is_written_backslash_comma(text, names):
+    from stclip_cli.actions import parse_actions
+
+    assert parse_actions(text) == names
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfe\x00bad\n", "is not UTF-8 text"),
+    (b"run\n\x1b[31mred\n", "control character U+001B"),
+    ("run\nabc\u202edef\n".encode(), "control character U+202E"),
+])
+def test_an_actions_file_that_is_not_plain_text_is_one_error(tmp_path, content, message):
+    from stclip_cli.actions import parse_actions
+    from stclip_cli.errors import StclipError
+
+    path = tmp_path / "actions.txt"
+    path.write_bytes(content)
+    with pytest.raises(StclipError, match=re.escape(message)):
+        parse_actions(None, path)
+    with pytest.raises(StclipError, match="is a folder"):
+        parse_actions(None, tmp_path)
+    with pytest.raises(StclipError, match="pass one of them"):
+        parse_actions("run", path)
+    assert path.read_bytes() == content
+
+
+def test_parquet_rows_take_the_track_ids_local_mode_takes():
+    pa = pytest.importorskip("pyarrow")
+    import numpy as np
+    import supervision as sv
+
+    from stclip_cli.outputs import SCORES, FrameResult
+    from stclip_cli.rows import frame_rows
+
+    det = sv.Detections(xyxy=np.array([[0, 0, 5, 5], [1, 1, 6, 6]], np.float32), tracker_id=np.array([2**40, -1]))
+    det.data[SCORES] = np.array([[0.6, 0.4], [0.5, 0.5]], np.float32)
+    batch = frame_rows(FrameResult(3, 0.1, det, True), ["a", "b"], "v.mp4", "m")
+    assert batch.column("track_id").to_pylist() == [2**40, 2**40, None, None]
+    assert batch.schema.field("track_id").type == pa.int64()
+
+
+def test_parquet_dash_is_refused_not_a_folder_named_dash(tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow")
+    from typer.testing import CliRunner
+
+    from conftest import one_line_error
+    from stclip_cli.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    line = one_line_error(CliRunner().invoke(app, ["detect", "a.mp4", "--actions", "run", "--parquet", "-"]))
+    assert "--parquet cannot go to standard output" in line and not (tmp_path / "-").exists()
