@@ -550,7 +550,7 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
     half: bool = typer.Option(False, help="bf16 autocast on GPU"),
     resume: bool = typer.Option(False, help="continue from <out>/last.safetensors"),
-    pool: str = typer.Option("all", help="jhmdb video pool: all (every video of a class, the reference) or official (one half)"),
+    pool: Optional[str] = typer.Option(None, help="jhmdb/ucf24 videos: official (the split's videos in the official train half, the reference's) or all (both halves)", show_default="official"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train ST-CLIP on a label split's train classes with the paper's hyper-parameters.
@@ -558,7 +558,7 @@ def train(
     Examples: stclip train --dataset jhmdb --split 3 ; stclip train --dataset jhmdb --split all (a model to deploy) ;
     torchrun --nproc_per_node 8 -m stclip_cli train --dataset ava --split 1
     """
-    from .data import open_dataset
+    from .data import open_dataset, pool_option
     from .data.splits import parse_split
     from .train import PAPER_DEFAULTS, TrainConfig, Trainer, default_run_dir
 
@@ -566,7 +566,7 @@ def train(
     defaults = PAPER_DEFAULTS.get(dataset.lower())
     if defaults is None:
         raise StclipError(f"unknown dataset '{dataset}': expected one of {', '.join(PAPER_DEFAULTS)}")
-    options = {"pool": pool} if dataset.lower() == "jhmdb" else {}
+    options = pool_option(dataset, pool)
     view = open_dataset(dataset, data_root, split, "train", **options)
     if data_root is not None:  # recorded so that `stclip eval` with no flags finds the same data
         options["data_root"] = str(data_root.resolve())
@@ -655,6 +655,7 @@ def evaluate(
     person_conf: float = typer.Option(0.25, help="detector confidence threshold"),
     single_action: bool = typer.Option(False, "--single-action", help="soft voting over each video"),
     subset: str = typer.Option("test", help="test: the unseen classes; train: the seen classes"),
+    pool: Optional[str] = typer.Option(None, help="jhmdb/ucf24 test videos: official (the split's videos in the official test half, the reference's) or all (both halves)", show_default="official"),
     classes: Optional[str] = typer.Option(None, help='with --pred: score these classes, e.g. "clap,sit,wave"', show_default="the split's, else every GT class"),
     fp_margin: Optional[float] = typer.Option(None, help="false-positive filter margin", show_default="jhmdb 0.001, others 0.7"),
     max_persons: Optional[int] = typer.Option(None, help="score at most this many detections per frame"),
@@ -689,7 +690,7 @@ def evaluate(
     if classes is not None:
         raise StclipError("--classes chooses the classes of a --pred file; a model is evaluated on --dataset/--split")
     from .cards import build_scoring_model, card_for_checkpoint, load_card, precision, read_metadata
-    from .data import open_dataset
+    from .data import open_dataset, pool_option
     from .evaluate import evaluate_view
     from .scoring import Scorer
     from .train import latest_run
@@ -707,7 +708,7 @@ def evaluate(
     if not dataset or split is None:
         raise StclipError("which benchmark? pass --dataset and --split (only a checkpoint records them)")
     recorded = meta.get("config", {}).get("options", {})
-    options = {"pool": recorded["pool"]} if "pool" in recorded else {}
+    options = pool_option(dataset, pool)  # never the training run's pool: the test protocol is chosen here
     options.update(_boxes_file_option(dataset, boxes, gt_boxes, detector))
     view = open_dataset(dataset, data_root or recorded.get("data_root"), split, subset, **options)
     target = json_out or (Path(card.checkpoint).with_name(f"eval-{subset}{'-gt' if gt_boxes else ''}{'-sa' if single_action else ''}.json")
