@@ -657,8 +657,10 @@ def evaluate(
     subset: str = typer.Option("test", help="test: the unseen classes; train: the seen classes"),
     pool: Optional[str] = typer.Option(None, help="jhmdb/ucf24 test videos: official (the split's videos in the official test half, the reference's) or all (both halves)", show_default="official"),
     classes: Optional[str] = typer.Option(None, help='with --pred: score these classes, e.g. "clap,sit,wave"', show_default="the split's, else every GT class"),
-    fp_margin: Optional[float] = typer.Option(None, help="false-positive filter margin", show_default="jhmdb 0.001, others 0.7"),
-    max_persons: Optional[int] = typer.Option(None, help="score at most this many detections per frame"),
+    test_boxes: Optional[str] = typer.Option(None, help="detections scored per frame: top3 (the 3 best, no threshold: the reference's) or fp-filter (the paper's false-positive filter)", show_default="jhmdb top3, others fp-filter"),
+    score: Optional[str] = typer.Option(None, help="a detection's score: prob-x-det (action probability x detector score: the reference's) or prob", show_default="prob-x-det"),
+    fp_margin: Optional[float] = typer.Option(None, help="margin of --test-boxes fp-filter", show_default="jhmdb 0.001, others 0.7"),
+    max_persons: Optional[int] = typer.Option(None, help="score at most this many detections per frame", show_default="top3: 3, fp-filter: no cap"),
     batch_size: Optional[int] = typer.Option(None, min=1, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
     device: str = typer.Option("auto"),
     half: bool = typer.Option(False, help="bf16 on GPU"),
@@ -691,7 +693,7 @@ def evaluate(
         raise StclipError("--classes chooses the classes of a --pred file; a model is evaluated on --dataset/--split")
     from .cards import build_scoring_model, card_for_checkpoint, load_card, precision, read_metadata
     from .data import open_dataset, pool_option
-    from .evaluate import evaluate_view
+    from .evaluate import eval_protocol, evaluate_view
     from .scoring import Scorer
     from .train import latest_run
 
@@ -707,6 +709,7 @@ def evaluate(
     split = split if split is not None else meta.get("split")
     if not dataset or split is None:
         raise StclipError("which benchmark? pass --dataset and --split (only a checkpoint records them)")
+    protocol = eval_protocol(dataset, test_boxes, score, fp_margin, max_persons)
     recorded = meta.get("config", {}).get("options", {})
     options = pool_option(dataset, pool)  # never the training run's pool: the test protocol is chosen here
     options.update(_boxes_file_option(dataset, boxes, gt_boxes, detector))
@@ -720,17 +723,18 @@ def evaluate(
     dev = _device(device)
     net = build_scoring_model(card, clip_weights, dev, int8)
     scorer = Scorer(net, view.classes, multi_label=view.multi_label, half=half)
-    margin = fp_margin if fp_margin is not None else (0.001 if dataset == "jhmdb" else 0.7)
     from rich.progress import Progress
 
     with Progress(console=console, disable=quiet) as progress:
         task = progress.add_task(f"eval {dataset} split {split}", total=len(view.videos))
-        result = evaluate_view(view, scorer, persons, single_action, batch_size or _default_batch(dev.type), margin, max_persons,
+        result = evaluate_view(view, scorer, persons, single_action, batch_size or _default_batch(dev.type), protocol,
                                on_video=lambda n: progress.advance(task, n))
     result.settings = {"dataset": dataset, "split": split, "subset": subset, "model": card.name,
                        "checkpoint": str(card.checkpoint) if card.checkpoint else None, "gt_boxes": gt_boxes,
                        "persons": persons.name, "single_action": single_action,
-                       "precision": precision(net, half, int8)}
+                       "precision": precision(net, half, int8),
+                       "protocol": protocol.record(options.get("pool"), gt_boxes, result.coverage)}
+    _note(result.note())
     _print_aps(result.aps, result.mean, f"{dataset} split {split} {subset} classes, frame mAP@0.5"
                f"{' (GT boxes)' if gt_boxes else ''}{' (soft voting)' if single_action else ''}")
     from .outputs import atomic_text
