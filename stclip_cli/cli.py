@@ -798,7 +798,7 @@ def _eval_classes(dataset: Optional[str], split: Optional[int], subset: str, cla
             seen.add(normalise_name(name))
         return names, "the --classes list"
     if split is None:
-        if dataset is not None:
+        if dataset is not None and dataset != "ava":  # AVA without a split: every class of the label map
             raise StclipError("--dataset needs --split (or --classes) to choose the classes of --pred")
         return None, "every class of the ground truth (choose with --dataset/--split or --classes)"
     if dataset is None:
@@ -839,6 +839,7 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
                   + (f"; no ground truth for {', '.join(without_gt)} (left out of the mean)" if without_gt else "")
                   + (f"; no predictions for {', '.join(scores.unpredicted)}" if scores.unpredicted else ""),
                   markup=False, highlight=False, soft_wrap=True)
+    console.print(f"note: {scores.note()}", markup=False, highlight=False, soft_wrap=True)
     if scores.left_out:
         console.print(f"note: {len(scores.left_out)} video(s) of {pred.name} are not among the {scores.videos} test "
                       f"video(s) of {gt.name} and were not scored: {', '.join(scores.left_out[:5])}"
@@ -849,7 +850,8 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
 
         clean = {k: (None if math.isnan(v) else v) for k, v in aps.items()}
         atomic_text(json_out, json.dumps({"map": None if math.isnan(mean) else mean, "ap": clean,
-                                          "classes": chosen, "videos": scores.videos,
+                                          "classes": chosen, "videos": scores.videos, "frames": scores.frames,
+                                          "videos_without_predictions": scores.without_predictions,
                                           "left_out_videos": scores.left_out}, indent=2))
 
 
