@@ -105,6 +105,17 @@ def test_jhmdb_pickle_official_pool(jhmdb_root):
     assert open_dataset("jhmdb", jhmdb_root, 1, "train", pkl=pkl).videos == []  # b1 is in the official test half
 
 
+def test_jhmdb_official_halves_from_either_json(tmp_path):
+    from synthetic import make_jhmdb
+
+    root = make_jhmdb(tmp_path / "j", videos_per_class=2, frames=2, classes=["clap", "brush_hair"])
+    both = open_dataset("jhmdb", root, 1, "train")
+    assert [v.name for v in both.videos] == ["brush_hair_video_0"] and both.skipped == []
+    (root / "jhmdb_test_gt_min.json").unlink()  # the train file alone names the train half
+    assert [v.name for v in open_dataset("jhmdb", root, 1, "train").videos] == ["brush_hair_video_0"]
+    assert open_dataset("jhmdb", root, 1, "test").skipped == ["clap_video_1"]  # test half, no annotation here
+
+
 def test_jhmdb_reference_video_list(jhmdb_root):
     (jhmdb_root / "label_split_1").mkdir()
     (jhmdb_root / "label_split_1" / "test_video.txt").write_text("s1\n")
@@ -223,7 +234,7 @@ def test_error_lines(tmp_path, jhmdb_root, monkeypatch):
     renamed = tmp_path / "gt.json"
     renamed.write_bytes((jhmdb_root / "jhmdb_test_gt_min.json").read_bytes())
     assert message("jhmdb", jhmdb_root, 1, "test", anno=[renamed]) == (
-        "pool 'official' needs the official test half: jhmdb_test_gt_min.json (--anno), JHMDB-GT.pkl (--pkl) or "
+        "pool 'official' needs the official halves: jhmdb_{train,test}_gt_min.json (--anno), JHMDB-GT.pkl (--pkl) or "
         f"testlist.txt in {jhmdb_root} or {jhmdb_root}/annotations; or pass --pool all")
     (jhmdb_root / "jhmdb_test_gt_min.json").unlink()
     assert message("jhmdb", jhmdb_root, 1, "test") == (

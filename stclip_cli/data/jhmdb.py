@@ -12,9 +12,10 @@ Layout under the data root (annotation files may also sit in ``<root>/annotation
 Video pool (``pool``): ``"official"`` (the default, the reference's protocol) keeps the videos of the split's
 list (or classes) that lie in the official split-1 half of ``subset``: the reference trains on
 ``jhmdb_train_gt_min.json`` x ``train_video.txt`` and tests on ``jhmdb_test_gt_min.json`` x ``test_video.txt``
-(78 test videos for split 1). The test half comes from the pickle's ``test_videos[0]``, else the movies of
-``jhmdb_test_gt_min.json``, else ``testlist.txt``; the train half is every other video. ``"all"`` takes every
-video of the split's classes, both halves (more training videos; nothing leaks, the classes are disjoint).
+(78 test videos for split 1). The halves come from the pickle's ``{train,test}_videos[0]``, else the movies of
+``jhmdb_{train,test}_gt_min.json`` (one file is enough: the other half is every other video), else
+``testlist.txt``. ``"all"`` takes every video of the split's classes, both halves (more training videos; nothing
+leaks, the classes are disjoint).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from stclip_cli.errors import StclipError
 
 PICKLE_KEYS = ("labels", "gttubes", "nframes", "train_videos", "test_videos", "resolution")
 POOLS = ("official", "all")
-TEST_JSON = "jhmdb_test_gt_min.json"
+HALF_JSONS = {"jhmdb_train_gt_min.json": "train", "jhmdb_test_gt_min.json": "test"}  # the reference's two files
 SUBSETS = ("train", "test")
 
 
@@ -137,18 +138,19 @@ def coco_ground_truth(data: Any, path: Path, class_names: Sequence[str]) -> Coco
 
 
 def _json_ground_truth(
-    paths: Iterable[Path], classes: Sequence[str]
-) -> tuple[dict[str, dict[int, FrameBoxes]], dict[str, tuple[int, int]], dict[int, tuple[str, int]], set[str] | None]:
+    paths: Iterable[Path], classes: Sequence[str], folders: Iterable[str]
+) -> tuple[dict[str, dict[int, FrameBoxes]], dict[str, tuple[int, int]], dict[int, tuple[str, int]], dict[str, set[str]] | None]:
     """GT per video and 0-based frame, frame size per video, image id -> (video, frame) from COCO-like JSON, and
-    the movies of a file named ``jhmdb_test_gt_min.json`` among ``paths`` (the official test half; None without)."""
+    the official halves named by files ``jhmdb_{train,test}_gt_min.json`` among ``paths`` (their movies; None
+    without either; a missing half is every other video of ``folders``)."""
     gt: dict[str, dict[int, tuple[list, list]]] = defaultdict(lambda: defaultdict(lambda: ([], [])))
     sizes: dict[str, tuple[int, int]] = {}
     images: dict[int, tuple[str, int]] = {}
-    test_half: set[str] | None = None
+    halves: dict[str, set[str]] = {}
     for path in paths:
         read = read_coco_ground_truth(path, classes)
-        if Path(path).name == TEST_JSON:
-            test_half = (test_half or set()) | read.movies
+        if Path(path).name in HALF_JSONS:
+            halves.setdefault(HALF_JSONS[Path(path).name], set()).update(read.movies)
         images.update(read.images)
         sizes.update(read.sizes)
         for (video, frame), box, names in read.persons:
@@ -159,7 +161,11 @@ def _json_ground_truth(
         video: {f: FrameBoxes(np.asarray(b, np.float32).reshape(-1, 4), n) for f, (b, n) in sorted(fr.items())}
         for video, fr in gt.items()
     }
-    return out, sizes, images, test_half
+    if halves:
+        every = set(folders)
+        halves = {"train": halves.get("train", every - halves.get("test", set())),
+                  "test": halves.get("test", every - halves.get("train", set()))}
+    return out, sizes, images, halves or None
 
 
 def load_coco_detections(
@@ -246,9 +252,7 @@ def open_jhmdb(
     sizes: dict[str, tuple[int, int]] = {}
     official: dict[str, set[str]] | None = None
     if anno:
-        gt, sizes, images, test_half = _json_ground_truth(anno, classes)
-        if test_half is not None:
-            official = {"train": set(folders) - test_half, "test": test_half}
+        gt, sizes, images, official = _json_ground_truth(anno, classes, folders)
     else:
         data = load_gt_pickle(Path(pkl))
         gt = {key.split("/")[-1]: frames for key, frames in pickle_ground_truth(data).items()}
@@ -306,7 +310,7 @@ def _official_from_testlist(root: Path, folders: dict[str, tuple[str, Path]]) ->
     path = find_file(root, "testlist.txt")
     if path is None:
         raise StclipError(
-            f"pool 'official' needs the official test half: {TEST_JSON} (--anno), JHMDB-GT.pkl (--pkl) or "
+            "pool 'official' needs the official halves: jhmdb_{train,test}_gt_min.json (--anno), JHMDB-GT.pkl (--pkl) or "
             f"testlist.txt in {root} or {root}/annotations; or pass --pool all"
         )
     test = {line.split("/")[1] for line in _read_list(path) if line.count("/") >= 2}
