@@ -490,7 +490,7 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
     half: bool = typer.Option(False, help="bf16 autocast on GPU"),
     resume: bool = typer.Option(False, help="continue from <out>/last.safetensors"),
-    pool: str = typer.Option("all", help="jhmdb video pool: all (every video of a class, the reference) or official (one half)"),
+    pool: Optional[str] = typer.Option(None, help="jhmdb/ucf24 videos: official (the split's videos in the official train half, the reference's) or all (both halves)", show_default="official"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train ST-CLIP on a label split's train classes with the paper's hyper-parameters.
@@ -498,7 +498,7 @@ def train(
     Examples: stclip train --dataset jhmdb --split 3 ; stclip train --dataset jhmdb --split all (a model to deploy) ;
     torchrun --nproc_per_node 8 -m stclip_cli train --dataset ava --split 1
     """
-    from .data import default_data_root, open_dataset
+    from .data import default_data_root, open_dataset, pool_option
     from .data.splits import parse_split
     from .destinations import read_sources
     from .train import PAPER_DEFAULTS, TrainConfig, Trainer, default_run_dir
@@ -507,7 +507,7 @@ def train(
     defaults = PAPER_DEFAULTS.get(dataset.lower())
     if defaults is None:
         raise StclipError(f"unknown dataset '{dataset}': expected one of {', '.join(PAPER_DEFAULTS)}")
-    options = {"pool": pool} if dataset.lower() == "jhmdb" else {}
+    options = pool_option(dataset, pool)
     view = open_dataset(dataset, data_root, split, "train", **options)
     if data_root is not None:  # recorded so that `stclip eval` with no flags finds the same data
         options["data_root"] = str(data_root.resolve())
@@ -612,9 +612,12 @@ def evaluate(
     person_conf: float = typer.Option(0.25, help="detector confidence threshold"),
     single_action: bool = typer.Option(False, "--single-action", help="soft voting over each video"),
     subset: str = typer.Option("test", help="test: the unseen classes; train: the seen classes"),
+    pool: Optional[str] = typer.Option(None, help="jhmdb/ucf24 test videos: official (the split's videos in the official test half, the reference's) or all (both halves)", show_default="official"),
     classes: Optional[str] = typer.Option(None, help='with --pred: score these classes, e.g. "clap,sit,wave"', show_default="the split's, else every GT class"),
-    fp_margin: Optional[float] = typer.Option(None, help="false-positive filter margin", show_default="jhmdb 0.001, others 0.7"),
-    max_persons: Optional[int] = typer.Option(None, help="score at most this many detections per frame"),
+    test_boxes: Optional[str] = typer.Option(None, help="detections scored per frame: top3 (the 3 best, no threshold: the reference's) or fp-filter (the paper's false-positive filter)", show_default="jhmdb top3, others fp-filter"),
+    score: Optional[str] = typer.Option(None, help="a detection's score: prob-x-det (action probability x detector score: the reference's) or prob", show_default="prob-x-det"),
+    fp_margin: Optional[float] = typer.Option(None, help="margin of --test-boxes fp-filter", show_default="jhmdb 0.001, others 0.7"),
+    max_persons: Optional[int] = typer.Option(None, help="score at most this many detections per frame", show_default="top3: 3, fp-filter: no cap"),
     batch_size: Optional[int] = typer.Option(None, min=1, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
     device: str = typer.Option("auto"),
     half: bool = typer.Option(False, help="bf16 on GPU"),
@@ -633,7 +636,6 @@ def evaluate(
     stclip eval --pred out.json --gt jhmdb_test_gt_min.json --dataset jhmdb --split 1
     """
     from .data.splits import parse_split
-
     from .destinations import plan_file, read_sources
 
     split = parse_split(split) if split is not None else None
@@ -650,8 +652,8 @@ def evaluate(
     if classes is not None:
         raise StclipError("--classes chooses the classes of a --pred file; a model is evaluated on --dataset/--split")
     from .cards import build_scoring_model, card_for_checkpoint, load_card, precision, read_metadata
-    from .data import open_dataset
-    from .evaluate import evaluate_view
+    from .data import default_data_root, open_dataset, pool_option
+    from .evaluate import eval_protocol, evaluate_view
     from .scoring import Scorer
     from .train import latest_run
 
@@ -667,13 +669,12 @@ def evaluate(
     split = split if split is not None else meta.get("split")
     if not dataset or split is None:
         raise StclipError("which benchmark? pass --dataset and --split (only a checkpoint records them)")
+    protocol = eval_protocol(dataset, test_boxes, score, fp_margin, max_persons)
     recorded = meta.get("config", {}).get("options", {})
-    options = {"pool": recorded["pool"]} if "pool" in recorded else {}
+    options = pool_option(dataset, pool)  # never the training run's pool: the test protocol is chosen here
     options.update(_boxes_file_option(dataset, boxes, gt_boxes, detector))
     root = data_root or recorded.get("data_root")
     view = open_dataset(dataset, root, split, subset, **options)
-    from .data import default_data_root
-
     reads += read_sources([("--data-root", Path(root).expanduser() if root else default_data_root(dataset)),
                            ("--checkpoint", card.checkpoint)])
     target = json_out or (Path(card.checkpoint).with_name(f"eval-{subset}{'-gt' if gt_boxes else ''}{'-sa' if single_action else ''}.json")
@@ -683,17 +684,18 @@ def evaluate(
     dev = _device(device)
     net = build_scoring_model(card, clip_weights, dev, int8)
     scorer = Scorer(net, view.classes, multi_label=view.multi_label, half=half)
-    margin = fp_margin if fp_margin is not None else (0.001 if dataset == "jhmdb" else 0.7)
     from rich.progress import Progress
 
     with Progress(console=console, disable=quiet) as progress:
         task = progress.add_task(f"eval {dataset} split {split}", total=len(view.videos))
-        result = evaluate_view(view, scorer, persons, single_action, batch_size or _default_batch(dev.type), margin, max_persons,
+        result = evaluate_view(view, scorer, persons, single_action, batch_size or _default_batch(dev.type), protocol,
                                on_video=lambda n: progress.advance(task, n))
     result.settings = {"dataset": dataset, "split": split, "subset": subset, "model": card.name,
                        "checkpoint": str(card.checkpoint) if card.checkpoint else None, "gt_boxes": gt_boxes,
                        "persons": persons.name, "single_action": single_action,
-                       "precision": precision(net, half, int8)}
+                       "precision": precision(net, half, int8),
+                       "protocol": protocol.record(options.get("pool"), gt_boxes, result.coverage)}
+    _note(result.note())
     _print_aps(result.aps, result.mean, f"{dataset} split {split} {subset} classes, frame mAP@0.5"
                f"{' (GT boxes)' if gt_boxes else ''}{' (soft voting)' if single_action else ''}")
     from .outputs import atomic_text
@@ -757,7 +759,7 @@ def _eval_classes(dataset: Optional[str], split: Optional[int], subset: str, cla
             seen.add(normalise_name(name))
         return names, "the --classes list"
     if split is None:
-        if dataset is not None:
+        if dataset is not None and dataset != "ava":  # AVA without a split: every class of the label map
             raise StclipError("--dataset needs --split (or --classes) to choose the classes of --pred")
         return None, "every class of the ground truth (choose with --dataset/--split or --classes)"
     if dataset is None:
@@ -798,6 +800,7 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
                   + (f"; no ground truth for {', '.join(without_gt)} (left out of the mean)" if without_gt else "")
                   + (f"; no predictions for {', '.join(scores.unpredicted)}" if scores.unpredicted else ""),
                   markup=False, highlight=False, soft_wrap=True)
+    console.print(f"note: {scores.note()}", markup=False, highlight=False, soft_wrap=True)
     if scores.left_out:
         console.print(f"note: {len(scores.left_out)} video(s) of {pred.name} are not among the {scores.videos} test "
                       f"video(s) of {gt.name} and were not scored: {', '.join(scores.left_out[:5])}"
@@ -808,7 +811,8 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
 
         clean = {k: (None if math.isnan(v) else v) for k, v in aps.items()}
         atomic_text(json_out, json.dumps({"map": None if math.isnan(mean) else mean, "ap": clean,
-                                          "classes": chosen, "videos": scores.videos,
+                                          "classes": chosen, "videos": scores.videos, "frames": scores.frames,
+                                          "videos_without_predictions": scores.without_predictions,
                                           "left_out_videos": scores.left_out}, indent=2))
 
 

@@ -12,11 +12,15 @@ def softmax_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float 
     return (-(1 - log_p.exp()) ** gamma * log_p).sum()
 
 
-def action_loss(logits: torch.Tensor, labels: torch.Tensor, single_label: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
-    """Focal loss of (P, C) logits against multi-hot labels, normalised by the number of boxes.
+def action_loss(
+    logits: torch.Tensor, labels: torch.Tensor, single_label: torch.Tensor, gamma: float = 2.0,
+    boxes: float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Focal loss of (P, C) logits against multi-hot labels, divided by ``boxes`` (default: P, at least 1).
 
     ``single_label`` (C,) bool marks the classes trained with one softmax over each other (all J-HMDB / UCF classes,
-    AVA pose classes); the rest get a sigmoid focal loss each.
+    AVA pose classes); the rest get a sigmoid focal loss each. Multi-GPU training passes the box count averaged over
+    the ranks, as the reference does, so every box weighs the same whichever rank holds it.
     """
     total = logits.new_zeros(())
     if bool(single_label.any()):
@@ -27,4 +31,4 @@ def action_loss(logits: torch.Tensor, labels: torch.Tensor, single_label: torch.
     if bool((~single_label).any()):
         multi = ~single_label
         total = total + sigmoid_focal_loss(logits[:, multi], labels[:, multi], alpha=-1, gamma=gamma, reduction="sum")
-    return total / max(logits.shape[0], 1)
+    return total / (max(logits.shape[0], 1) if boxes is None else boxes)

@@ -222,12 +222,22 @@ def normalise_name(name: str) -> str:
 
 @dataclass
 class FileScores:
-    """Frame AP per class of a prediction file, and what was (not) scored."""
+    """Frame AP per class of a prediction file, and what was (not) scored: ``frames`` with at least one scored
+    prediction, and the test videos without any (``without_predictions``: their ground truth is all missed)."""
 
     aps: dict[str, float]
     videos: int
     left_out: list[str] = field(default_factory=list)
     unpredicted: list[str] = field(default_factory=list)
+    frames: int = 0
+    without_predictions: list[str] = field(default_factory=list)
+
+    def note(self) -> str:
+        """What was covered, in one line."""
+        missing = self.without_predictions
+        names = f": {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}" if missing else ""
+        return (f"scored {self.frames} frame(s) of {self.videos} test video(s); {len(missing)} test video(s) have "
+                f"no predictions{names}")
 
 
 def evaluate_json(
@@ -257,8 +267,10 @@ def evaluate_json(
         elif normalise_name(action) in lookup:
             detections.append((frame, lookup[normalise_name(action)], score, box))
             predicted.add(detections[-1][1])
+    frames = {row[0] for row in detections}
     return FileScores(frame_ap(detections, gt.rows, names), len(videos), sorted(left_out),
-                      [n for n in names if n not in predicted])
+                      [n for n in names if n not in predicted], len(frames),
+                      sorted(videos - {frame[0] for frame in frames}))
 
 
 def ava_evaluate(
@@ -299,4 +311,6 @@ def ava_evaluate(
             preds.append(((r.video, r.timestamp), label_map[r.action], r.last, r.box))
     names = [label_map[i] for i in sorted(label_map)]
     predicted = {row[1] for row in preds}
-    return FileScores(frame_ap(preds, gt, names), len(videos), sorted(left_out), [n for n in names if n not in predicted])
+    frames = {row[0] for row in preds}
+    return FileScores(frame_ap(preds, gt, names), len(videos), sorted(left_out), [n for n in names if n not in predicted],
+                      len(frames), sorted(videos - {frame[0] for frame in frames}))

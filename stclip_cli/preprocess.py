@@ -20,13 +20,15 @@ FRAME_FITS = ("crop", "letterbox")
 
 
 def crop_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Person boxes as the integer pixel rectangles that are cropped: rounded, clipped to the frame, at least one
-    pixel wide and high (degenerate or outside boxes still give a crop)."""
+    """Person boxes as the integer pixel rectangles that are cropped: rounded, clipped to [0, width - 1] x
+    [0, height - 1] as the reference clips them (inclusive pixel convention, so a box reaching the border loses the
+    last row/column), at least one pixel wide and high (degenerate or outside boxes still give a crop).
+    One rule for detect, train and eval."""
     b = np.round(np.asarray(boxes, np.float64).reshape(-1, 4))
     x1 = np.clip(b[:, 0], 0, width - 1)
     y1 = np.clip(b[:, 1], 0, height - 1)
-    x2 = np.maximum(np.clip(b[:, 2], 0, width), x1 + 1)
-    y2 = np.maximum(np.clip(b[:, 3], 0, height), y1 + 1)
+    x2 = np.maximum(np.clip(b[:, 2], 0, width - 1), x1 + 1)
+    y2 = np.maximum(np.clip(b[:, 3], 0, height - 1), y1 + 1)
     return np.stack([x1, y1, x2, y2], axis=1).astype(np.int64)
 
 

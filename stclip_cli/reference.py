@@ -40,10 +40,15 @@ _RENAMES: list[tuple[str, str]] = [
 ]
 # built by the reference's temporal block but never run by its forward (the golden README lists them)
 _UNUSED = re.compile(r"visual\.temporalModelling\.resblocks\.0\.(ln_2|mlp)\..+")
+# where the reference's checkpointer puts the model: DDP's module., its ROI head's text feature generator, and the
+# CLIP under clipmodel. (the person adapter sits beside it, in the generator)
+_PREFIX = re.compile(r"^(?:module\.)*(?:roi_heads\.action\.text_feature_generator\.)?(?:clipmodel\.)?")
 
 
 def read_reference(path: str | Path) -> dict[str, torch.Tensor]:
-    """The flat reference state dict in a file (nested under ``model``/``state_dict`` or not, ``module.`` stripped)."""
+    """The flat reference state dict in a file: nested under ``model``/``state_dict`` or not (the reference's
+    checkpointer writes ``{"model": ..., "optimizer": ..., ...}``), with the prefixes ``module.``,
+    ``roi_heads.action.text_feature_generator.`` and ``clipmodel.`` stripped."""
     path = Path(path)
     if not path.is_file():
         raise StclipError(f"reference checkpoint not found: {path}")
@@ -64,7 +69,7 @@ def read_reference(path: str | Path) -> dict[str, torch.Tensor]:
     flat = _flatten(data) if isinstance(data, Mapping) else {}
     if not flat:
         raise StclipError(f"{path}: holds no state dict of tensors")
-    return {re.sub(r"^(module\.)+", "", k): v for k, v in flat.items()}
+    return {_PREFIX.sub("", k): v for k, v in flat.items()}
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:

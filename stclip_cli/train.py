@@ -98,23 +98,25 @@ def resolve_device(name: str) -> torch.device:
 
 
 class StepBatchSampler(Sampler[list[int]]):
-    """Batches for steps ``start..stop``: each epoch a permutation seeded by (seed, epoch); rank r takes r::world."""
+    """Batches for steps ``start..stop``, iteration-based as the reference's sampler: each epoch is a permutation
+    seeded by (seed, epoch) cut into full batches, its last partial batch dropped, so no keyframe repeats within a
+    batch; rank r takes r::world of each global batch."""
 
     def __init__(self, size: int, batch: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1) -> None:
+        if size < batch:
+            raise StclipError(f"only {size} training keyframes, fewer than one batch of {batch}: lower --batch-size")
         self.size, self.batch, self.seed = size, batch, seed
         self.start, self.stop, self.rank, self.world = start, stop, rank, world
+        self.per_epoch = size // batch
 
     def __len__(self) -> int:
         return self.stop - self.start
 
     def indices(self, step: int) -> list[int]:
         """The global batch of ``step`` (before the per-rank share)."""
-        out = []
-        for position in range(step * self.batch, (step + 1) * self.batch):
-            epoch, offset = divmod(position, self.size)
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-            out.append(int(order[offset]))
-        return out
+        epoch, batch = divmod(step, self.per_epoch)
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        return order[batch * self.batch : (batch + 1) * self.batch].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.stop):
@@ -212,6 +214,14 @@ class Trainer:
         }
         save_checkpoint(self.cfg.out / name, self.model, self.card, meta, extra)
 
+    def _boxes(self, labels: torch.Tensor) -> torch.Tensor | None:
+        """The loss normaliser on several ranks: the box count averaged over all ranks (None: this batch's own count)."""
+        if self.world == 1:
+            return None
+        count = torch.tensor(float(labels.shape[0]), device=labels.device)
+        dist.all_reduce(count)
+        return torch.clamp(count / self.world, min=1.0)
+
     def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> Path:
         """Train from ``self.step`` to ``cfg.iterations``; returns the final checkpoint's path."""
         cfg = self.cfg
@@ -232,7 +242,7 @@ class Trainer:
                 inputs, labels = training_inputs(batch, self.pre, self.model)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.half and self.device.type == "cuda"):
                     logits = self.net(*inputs.args(), text)
-                loss = action_loss(logits.float(), labels, self.single_label, cfg.gamma)
+                loss = action_loss(logits.float(), labels, self.single_label, cfg.gamma, self._boxes(labels))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()

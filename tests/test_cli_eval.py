@@ -125,8 +125,45 @@ def test_videos_outside_the_ground_truth_are_left_out_and_said(tmp_path):
     assert notes(result.output) == [
         "note: averaging 1 class, the --classes list; no ground truth for wave (left out of the mean); "
         "no predictions for wave",
+        "note: scored 2 frame(s) of 1 test video(s); 0 test video(s) have no predictions",
         "note: 1 video(s) of pred.json are not among the 1 test video(s) of gt.json and were not scored: w",
     ]
+
+
+def test_a_prediction_file_covering_few_test_videos_is_said(real_prediction, tmp_path):
+    """One of split 1's 78 test videos predicted: the mAP is low, and the note says why."""
+    data = json.loads(real_prediction.read_text())
+    test_videos = sorted({row["video"] for row in data if any(
+        set(p["scores"]) == SPLIT1 and max(p["scores"].values()) == 0.8 for f in row["frames"] for p in f["persons"])})
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([row for row in data if row["video"] == test_videos[0]]))
+    out = tmp_path / "r.json"
+    result = invoke("eval", "--pred", one, "--gt", JHMDB_GT, "--dataset", "jhmdb", "--split", "1", "--json", out)
+    assert result.exit_code == 0, result.output
+    scored = json.loads(out.read_text())
+    frames = sum(len(row["frames"]) for row in json.loads(one.read_text()))
+    assert notes(result.output)[1].startswith(
+        f"note: scored {frames} frame(s) of 78 test video(s); 77 test video(s) have no predictions: ")
+    assert scored["frames"] == frames and len(scored["videos_without_predictions"]) == 77
+    assert test_videos[0] not in scored["videos_without_predictions"]
+
+
+def test_ava_dataset_without_split_scores_every_class_of_the_label_map(tmp_path):
+    from test_metrics import LABEL_MAP
+
+    (tmp_path / "map.pbtxt").write_text(LABEL_MAP)
+    (tmp_path / "gt.csv").write_text("v,0902,0.1,0.1,0.5,0.5,1,0\nu,0902,0.1,0.1,0.5,0.5,11,0\n")
+    (tmp_path / "pred.csv").write_text("v,0902,0.1,0.1,0.5,0.5,1,0.9\n")
+    out = tmp_path / "r.json"
+    result = invoke("eval", "--pred", tmp_path / "pred.csv", "--gt", tmp_path / "gt.csv", "--label-map",
+                    tmp_path / "map.pbtxt", "--dataset", "ava", "--json", out)
+    assert result.exit_code == 0, result.output
+    plain = invoke("eval", "--pred", tmp_path / "pred.csv", "--gt", tmp_path / "gt.csv", "--label-map",
+                   tmp_path / "map.pbtxt", "--json", tmp_path / "plain.json")
+    assert plain.exit_code == 0, plain.output
+    assert json.loads(out.read_text())["ap"] == json.loads((tmp_path / "plain.json").read_text())["ap"]
+    assert notes(result.output)[:2] == notes(plain.output)[:2]
+    assert notes(result.output)[1] == "note: scored 1 frame(s) of 2 test video(s); 1 test video(s) have no predictions: u"
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -242,8 +279,9 @@ def jhmdb_root(tmp_path_factory) -> Path:
 
 
 def eval_model(checkpoint: Path, root: Path, out: Path, *args, dataset: str = "jhmdb"):
+    # the fixture's one video per class lies in the official train half: --pool all makes them test videos
     return invoke("eval", "--dataset", dataset, "--split", "1", "--data-root", root, "--model", "tiny-test",
-                  "--checkpoint", checkpoint, "--device", "cpu", "--quiet", "--json", out, *args)
+                  "--checkpoint", checkpoint, "--device", "cpu", "--quiet", "--json", out, "--pool", "all", *args)
 
 
 def _detect_json_boxes(folder: Path, video: str, boxes: dict[int, list[float]]) -> Path:

@@ -57,7 +57,12 @@ def test_resume_continues_exactly(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("STCLIP_DATA", str(tmp_path / "nowhere"))
     result = invoke("eval", "--checkpoint", split / "final.safetensors", "--gt-boxes", "--quiet", "--json", tmp_path / "e.json")
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "e.json").read_text())["videos"] == 12
+    # the reference's test pool: the official test half (one of each class's two videos); --pool all takes both
+    assert json.loads((tmp_path / "e.json").read_text())["videos"] == 6
+    result = invoke("eval", "--checkpoint", split / "final.safetensors", "--gt-boxes", "--quiet", "--json", tmp_path / "a.json",
+                    "--pool", "all")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "a.json").read_text())["videos"] == 12
 
 
 def test_training_learns_and_eval_runs_with_no_flags(tmp_path, data_root, monkeypatch):

@@ -72,9 +72,11 @@ def _tubes(videos: dict[str, list[str]], labels: list[str], prefix=lambda c, v: 
 
 
 def test_jhmdb_json(jhmdb_root):
-    view = open_dataset("jhmdb", jhmdb_root, 1, "test")
+    view = open_dataset("jhmdb", jhmdb_root, 1, "test", pool="all")
     assert view.classes == ["clap", "sit", "wave", "throw", "pullup", "catch"]
     assert [v.name for v in view.videos] == ["c1", "s1"] and view.skipped == ["c2"]
+    official = open_dataset("jhmdb", jhmdb_root, 1, "test")  # the default: c2 is not in the test JSON's half
+    assert [v.name for v in official.videos] == ["c1", "s1"] and official.skipped == []
     video = view.videos[0]
     assert (video.width, video.height, video.num_frames, video.label) == (W, H, NFRAMES, "clap")
     assert sorted(video.gt) == list(range(NFRAMES))  # 1-based files -> 0-based frames
@@ -93,13 +95,25 @@ def test_jhmdb_pickle_official_pool(jhmdb_root):
               "push", "run", "shoot_ball", "shoot_bow", "shoot_gun", "sit"]
     pkl = jhmdb_root / "JHMDB-GT.pkl"
     pkl.write_bytes(pickle.dumps(_tubes(JHMDB_VIDEOS, labels)))
-    everything = open_dataset("jhmdb", jhmdb_root, 1, "test", pkl=pkl)
+    everything = open_dataset("jhmdb", jhmdb_root, 1, "test", pkl=pkl, pool="all")
     assert [v.name for v in everything.videos] == ["c1", "c2", "s1"]
     assert everything.videos[0].detections is None  # pickle carries no image ids
-    official = open_dataset("jhmdb", jhmdb_root, 1, "test", pkl=pkl, pool="official")
+    official = open_dataset("jhmdb", jhmdb_root, 1, "test", pkl=pkl)
     assert [v.name for v in official.videos] == ["c1", "s1"]
-    train = open_dataset("jhmdb", jhmdb_root, 1, "train", pkl=pkl)
+    train = open_dataset("jhmdb", jhmdb_root, 1, "train", pkl=pkl, pool="all")
     assert [v.name for v in train.videos] == ["b1"] and train.videos[0].gt[11].labels == [["brush_hair"]]
+    assert open_dataset("jhmdb", jhmdb_root, 1, "train", pkl=pkl).videos == []  # b1 is in the official test half
+
+
+def test_jhmdb_official_halves_from_either_json(tmp_path):
+    from synthetic import make_jhmdb
+
+    root = make_jhmdb(tmp_path / "j", videos_per_class=2, frames=2, classes=["clap", "brush_hair"])
+    both = open_dataset("jhmdb", root, 1, "train")
+    assert [v.name for v in both.videos] == ["brush_hair_video_0"] and both.skipped == []
+    (root / "jhmdb_test_gt_min.json").unlink()  # the train file alone names the train half
+    assert [v.name for v in open_dataset("jhmdb", root, 1, "train").videos] == ["brush_hair_video_0"]
+    assert open_dataset("jhmdb", root, 1, "test").skipped == ["clap_video_1"]  # test half, no annotation here
 
 
 def test_jhmdb_reference_video_list(jhmdb_root):
@@ -213,12 +227,15 @@ def test_error_lines(tmp_path, jhmdb_root, monkeypatch):
     assert message("jhmdb", jhmdb_root, 9, "test") == "unknown split 9 for jhmdb: expected one of 1, 2, 3, 4 or all"
     assert message("jhmdb", jhmdb_root, 1, "dev") == "unknown subset 'dev': expected one of train, test"
     assert message("jhmdb", jhmdb_root, 1, "test", pool="half") == (
-        "unknown video pool 'half': expected one of all, official")
+        "unknown video pool 'half': expected one of official, all")
     assert message("jhmdb", jhmdb_root, 1, "test", frame_step=2) == "option(s) frame_step not supported for jhmdb"
     assert message("jhmdb", jhmdb_root, 1, "test", anno=[tmp_path / "x.json"]) == (
         f"annotation file not found: {tmp_path / 'x.json'}")
-    assert message("jhmdb", jhmdb_root, 1, "test", pool="official") == (
-        f"pool 'official' needs JHMDB-GT.pkl (--pkl) or testlist.txt in {jhmdb_root} or {jhmdb_root}/annotations")
+    renamed = tmp_path / "gt.json"
+    renamed.write_bytes((jhmdb_root / "jhmdb_test_gt_min.json").read_bytes())
+    assert message("jhmdb", jhmdb_root, 1, "test", anno=[renamed]) == (
+        "pool 'official' needs the official halves: jhmdb_{train,test}_gt_min.json (--anno), JHMDB-GT.pkl (--pkl) or "
+        f"testlist.txt in {jhmdb_root} or {jhmdb_root}/annotations; or pass --pool all")
     (jhmdb_root / "jhmdb_test_gt_min.json").unlink()
     assert message("jhmdb", jhmdb_root, 1, "test") == (
         f"J-HMDB annotations not found: expected jhmdb_{{train,test}}_gt_min.json or JHMDB-GT.pkl in {jhmdb_root} "

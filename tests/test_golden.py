@@ -132,6 +132,25 @@ def test_import_reference_checkpoint_end_to_end(golden, tmp_path):
     assert again.exit_code == 1 and "exists" in again.output
 
 
+def test_import_reference_reads_the_reference_checkpointers_file(golden, tmp_path):
+    """The file the reference's checkpointer writes: the model under "model", its keys prefixed by the ROI head's
+    text feature generator (CLIP under clipmodel.), optimizer and scheduler beside it."""
+    head = "roi_heads.action.text_feature_generator."
+    model = ({f"{head}clipmodel.{k}": v for k, v in golden["reference_state_dict"].items()}
+             | {f"{head}ln_person.{k}": v for k, v in golden["ln_person"].items()}
+             | {f"{head}adapter.{k}": v for k, v in golden["adapter"].items()})
+    reference = tmp_path / "model_final.pth"
+    torch.save({"model": model, "optimizer": {"state": {}, "param_groups": [{"lr": 2.5e-4, "params": [0]}]},
+                "scheduler": {"last_epoch": 3000}, "iteration": 3000}, reference)
+    card = tmp_path / "golden.yaml"
+    card.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in golden_card().to_dict().items()))
+    out = tmp_path / "imported.safetensors"
+    result = CliRunner().invoke(app, ["import-reference", str(reference), "--model", str(card), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model = build_model(golden_card(), clip_weights=clip_weights_file(golden, tmp_path / "clip.pt"), checkpoint=out)
+    torch.testing.assert_close(run_stages(model, golden)["logits"], golden["logits"], atol=ATOL, rtol=0)
+
+
 def test_import_reference_refuses_a_pickle_that_runs_code(golden, tmp_path):
     marker = tmp_path / "pwned"
 

@@ -74,7 +74,7 @@ def test_preprocessing_is_open_clips_own_transform():
     crop = pre.person_crops(image, np.array([[40.2, 19.6, 140.0, 230.4]]))[0]
     torch.testing.assert_close(crop, transform(Image.fromarray(image[20:230, 40:140])), atol=0, rtol=0)
     edge = pre.person_crops(image, np.array([[-50.0, 200.0, 10.0, 900.0], [30.0, 30.0, 30.0, 30.0]]))
-    torch.testing.assert_close(edge[0], transform(Image.fromarray(image[200:240, 0:10])), atol=0, rtol=0)
+    torch.testing.assert_close(edge[0], transform(Image.fromarray(image[200:239, 0:10])), atol=0, rtol=0)  # y2 -> h - 1
     torch.testing.assert_close(edge[1], transform(Image.fromarray(image[30:31, 30:31])), atol=0, rtol=0)
     letterbox = ClipPreprocess(asdict(cfg), frame_fit="letterbox").frames([image])[0]
     expected = image_transform_v2(PreprocessCfg(size=224, resize_mode="longest"), is_train=False)(Image.fromarray(image))

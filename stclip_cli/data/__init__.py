@@ -26,10 +26,21 @@ def default_data_root(name: str) -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "stclip" / "data") / name
 
 
+def pool_option(dataset: str, pool: str | None) -> dict[str, Any]:
+    """The reader option ``--pool`` gives: J-HMDB and UCF101-24 videos (default ``official``, the reference's halves);
+    AVA has none (its split fixes the videos), so a ``--pool`` there is an error, not a silent no-op."""
+    key = dataset.lower()
+    if key in ("jhmdb", "ucf24"):
+        return {"pool": pool or "official"}
+    if pool is not None:
+        raise StclipError(f"--pool chooses J-HMDB or UCF101-24 videos; {key}'s videos are fixed by its split")
+    return {}
+
+
 def open_dataset(name: str, root: Path | str | None, split: int, subset: str, **options: Any) -> DatasetView:
     """Open ``subset`` (train/test) of label ``split`` of dataset ``name``; ``options`` go to its reader.
 
-    jhmdb: anno, pkl, detections, pool ("all"/"official"); ucf24: pkl; ava: proposals, frame_step.
+    jhmdb: anno, pkl, detections, pool ("official"/"all"); ucf24: pkl, pool; ava: proposals, frame_step.
     """
     key = name.lower()
     if key not in READERS:

@@ -9,10 +9,13 @@ Layout under the data root (annotation files may also sit in ``<root>/annotation
     label_split_K/{train,test}_video.txt        reference split video lists (optional)
     testlist.txt                                reference list of official split-1 test frames (optional)
 
-Video pool (``pool``): ``"all"`` takes every video of the split's classes (the reference's choice: train and
-test classes are disjoint, so nothing leaks); ``"official"`` keeps only the official split-1 half (train half
-for ``subset="train"``, test half for ``subset="test"``), from the pickle's ``train_videos[0]`` /
-``test_videos[0]`` or, without the pickle, from ``testlist.txt``.
+Video pool (``pool``): ``"official"`` (the default, the reference's protocol) keeps the videos of the split's
+list (or classes) that lie in the official split-1 half of ``subset``: the reference trains on
+``jhmdb_train_gt_min.json`` x ``train_video.txt`` and tests on ``jhmdb_test_gt_min.json`` x ``test_video.txt``
+(78 test videos for split 1). The halves come from the pickle's ``{train,test}_videos[0]``, else the movies of
+``jhmdb_{train,test}_gt_min.json`` (one file is enough: the other half is every other video), else
+``testlist.txt``. ``"all"`` takes every video of the split's classes, both halves (more training videos; nothing
+leaks, the classes are disjoint).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from stclip_cli.entries import Entries
 from stclip_cli.errors import StclipError
 
 PICKLE_KEYS = ("labels", "gttubes", "nframes", "train_videos", "test_videos", "resolution")
-POOLS = ("all", "official")
+POOLS = ("official", "all")
+HALF_JSONS = {"jhmdb_train_gt_min.json": "train", "jhmdb_test_gt_min.json": "test"}  # the reference's two files
 SUBSETS = ("train", "test")
 
 
@@ -134,14 +138,19 @@ def coco_ground_truth(data: Any, path: Path, class_names: Sequence[str]) -> Coco
 
 
 def _json_ground_truth(
-    paths: Iterable[Path], classes: Sequence[str]
-) -> tuple[dict[str, dict[int, FrameBoxes]], dict[str, tuple[int, int]], dict[int, tuple[str, int]]]:
-    """GT per video and 0-based frame, frame size per video, and image id -> (video, frame) from COCO-like JSON."""
+    paths: Iterable[Path], classes: Sequence[str], folders: Iterable[str]
+) -> tuple[dict[str, dict[int, FrameBoxes]], dict[str, tuple[int, int]], dict[int, tuple[str, int]], dict[str, set[str]] | None]:
+    """GT per video and 0-based frame, frame size per video, image id -> (video, frame) from COCO-like JSON, and
+    the official halves named by files ``jhmdb_{train,test}_gt_min.json`` among ``paths`` (their movies; None
+    without either; a missing half is every other video of ``folders``)."""
     gt: dict[str, dict[int, tuple[list, list]]] = defaultdict(lambda: defaultdict(lambda: ([], [])))
     sizes: dict[str, tuple[int, int]] = {}
     images: dict[int, tuple[str, int]] = {}
+    halves: dict[str, set[str]] = {}
     for path in paths:
         read = read_coco_ground_truth(path, classes)
+        if Path(path).name in HALF_JSONS:
+            halves.setdefault(HALF_JSONS[Path(path).name], set()).update(read.movies)
         images.update(read.images)
         sizes.update(read.sizes)
         for (video, frame), box, names in read.persons:
@@ -152,7 +161,11 @@ def _json_ground_truth(
         video: {f: FrameBoxes(np.asarray(b, np.float32).reshape(-1, 4), n) for f, (b, n) in sorted(fr.items())}
         for video, fr in gt.items()
     }
-    return out, sizes, images
+    if halves:
+        every = set(folders)
+        halves = {"train": halves.get("train", every - halves.get("test", set())),
+                  "test": halves.get("test", every - halves.get("train", set()))}
+    return out, sizes, images, halves or None
 
 
 def load_coco_detections(
@@ -208,7 +221,7 @@ def open_jhmdb(
     anno: Sequence[Path] | None = None,
     pkl: Path | None = None,
     detections: Path | None = None,
-    pool: str = "all",
+    pool: str = "official",
 ) -> DatasetView:
     """Videos of ``subset`` (train/test) of ZS-JHMDB ``split`` with GT and, when available, detections.
 
@@ -239,7 +252,7 @@ def open_jhmdb(
     sizes: dict[str, tuple[int, int]] = {}
     official: dict[str, set[str]] | None = None
     if anno:
-        gt, sizes, images = _json_ground_truth(anno, classes)
+        gt, sizes, images, official = _json_ground_truth(anno, classes, folders)
     else:
         data = load_gt_pickle(Path(pkl))
         gt = {key.split("/")[-1]: frames for key, frames in pickle_ground_truth(data).items()}
@@ -293,10 +306,12 @@ def open_jhmdb(
 
 
 def _official_from_testlist(root: Path, folders: dict[str, tuple[str, Path]]) -> dict[str, set[str]]:
+    """The official split-1 halves from the reference's ``testlist.txt`` (``class/video/frame.txt`` lines)."""
     path = find_file(root, "testlist.txt")
     if path is None:
         raise StclipError(
-            f"pool 'official' needs JHMDB-GT.pkl (--pkl) or testlist.txt in {root} or {root}/annotations"
+            "pool 'official' needs the official halves: jhmdb_{train,test}_gt_min.json (--anno), JHMDB-GT.pkl (--pkl) or "
+            f"testlist.txt in {root} or {root}/annotations; or pass --pool all"
         )
     test = {line.split("/")[1] for line in _read_list(path) if line.count("/") >= 2}
     return {"train": set(folders) - test, "test": test}

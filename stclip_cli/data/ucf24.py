@@ -2,7 +2,8 @@
 
 The pickle (same layout as JHMDB-GT.pkl, video keys ``"Class/v_Class_g01_c01"``) may sit in the root, in
 ``<root>/annotations/`` or in ``<root>/splitfiles/``. Videos are those of official split 1 (``train_videos[0]``
-for train, ``test_videos[0]`` for test) whose class is in the label split's train / test classes.
+for train, ``test_videos[0]`` for test) whose class is in the label split's train / test classes; ``pool="all"``
+takes the videos of both halves (the same option as J-HMDB's; no reference code exists for UCF101-24).
 """
 
 from __future__ import annotations
@@ -10,19 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from stclip_cli.data.common import DatasetView, VideoRecord
-from stclip_cli.data.jhmdb import SUBSETS, find_file, load_gt_pickle, pickle_ground_truth
+from stclip_cli.data.jhmdb import POOLS, SUBSETS, find_file, load_gt_pickle, pickle_ground_truth
 from stclip_cli.data.splits import get_split
 from stclip_cli.errors import StclipError
 
 PICKLE_NAME = "UCF101v2-GT.pkl"
 
 
-def open_ucf24(root: Path, split: int, subset: str, pkl: Path | None = None) -> DatasetView:
+def open_ucf24(root: Path, split: int, subset: str, pkl: Path | None = None, pool: str = "official") -> DatasetView:
     """Videos of ``subset`` (train/test) of ZS-UCF ``split`` with their ground truth (no detections)."""
     root = Path(root)
     label_split = get_split("ucf24", split)
     if subset not in SUBSETS:
         raise StclipError(f"unknown subset {subset!r}: expected one of {', '.join(SUBSETS)}")
+    if pool not in POOLS:
+        raise StclipError(f"unknown video pool {pool!r}: expected one of {', '.join(POOLS)}")
     if not any(root.glob("rgb-images/*/*/00001.jpg")):
         raise StclipError(
             f"UCF101-24 frames not found: expected {root}/rgb-images/<Class>/<video>/00001.jpg; "
@@ -38,9 +41,10 @@ def open_ucf24(root: Path, split: int, subset: str, pkl: Path | None = None) -> 
     data = load_gt_pickle(Path(pkl))
     gt = pickle_ground_truth(data)
     classes = label_split.train_classes if subset == "train" else label_split.test_classes
-    pool = data["train_videos" if subset == "train" else "test_videos"][0]
+    halves = ["train_videos" if subset == "train" else "test_videos"] if pool == "official" else ["train_videos", "test_videos"]
+    keys = [key for half in halves for key in data[half][0]]
     videos, skipped = [], []
-    for key in pool:
+    for key in keys:
         cls = key.split("/")[0]
         if cls not in classes:
             continue

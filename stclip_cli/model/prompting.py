@@ -59,9 +59,10 @@ class ContextPrompting(nn.Module):
 
     def __init__(self, layers: int, width: int, embed_dim: int, rho_init: float = 0.2) -> None:
         super().__init__()
+        # projectors keep nn.Linear's default initialisation (uniform in +-1/sqrt(fan_in), biases too), as the reference's
         self.projectors = nn.ModuleList(nn.Linear(width, embed_dim) for _ in range(layers))
         self.layers = nn.ModuleList(PromptLayer(embed_dim, rho_init) for _ in range(layers))
-        self.apply(_init_weights)
+        self.layers.apply(_init_weights)
 
     def forward(
         self, layer: int, text: torch.Tensor, tokens: torch.Tensor, tokens_pad: torch.Tensor | None = None
@@ -71,7 +72,7 @@ class ContextPrompting(nn.Module):
 
 
 def _init_weights(module: nn.Module) -> None:
-    """Reference initialisation: truncated normal (std 0.02) linears with zero bias; LayerNorms at 1/0."""
+    """Reference initialisation of the prompt layers: truncated normal (std 0.02) linears with zero bias; LayerNorms at 1/0."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
