@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, NoReturn
 
 from stclip_cli.errors import StclipError
 
 BOX_FORM = "4 numbers [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2"
+LARGEST = 2**63 - 1  # the largest integer a file may give: frame indices and ids become int64
+DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def shown(value: Any, limit: int = 60) -> str:
@@ -73,10 +76,11 @@ class Entries:
         return float(number)
 
     def integer(self, value: Any, where: str, first: int = 0, from_text: bool = False) -> int:
-        """An integer >= ``first``; with ``from_text`` a string of digits ("00014") is accepted too."""
-        if from_text and isinstance(value, str) and value.strip().isdigit():
+        """An integer from ``first`` to 2**63 - 1 (what an index, id or Arrow column holds); with ``from_text`` a
+        string of ASCII digits ("00014") is accepted too (not "²", which Python calls a digit but cannot convert)."""
+        if from_text and isinstance(value, str) and DIGITS.fullmatch(value.strip()):
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < first:
+        if isinstance(value, bool) or not isinstance(value, int) or not first <= value <= LARGEST:
             self.fail(where, f"must be an integer >= {first}, got {shown(value)}")
         return value
 

@@ -140,10 +140,18 @@ def _videos(data: Any, path: Path) -> list[tuple[str, dict]]:
 
 
 def _persons(path: Path, data: Any) -> Iterator[tuple[tuple[str, int], dict, str, list[float]]]:
-    """Every person of a detect JSON, checked: ``((video, frame index), person, its entry name, box)``."""
+    """Every person of a detect JSON, checked: ``((video, frame index), person, its entry name, box)``.
+
+    Videos are matched to ground truth by ``video_key``; two videos of the file with one key (``a/clip.mp4`` and
+    ``b/clip.mp4``) would be merged into one, so they are refused."""
     check = Entries(path)
+    named: dict[str, str] = {}
     for prefix, video in _videos(data, path):
-        name = video_key(check.text(video["video"], f"{prefix}video"))
+        full = check.text(video["video"], f"{prefix}video")
+        name = video_key(full)
+        if named.setdefault(name, full) != full:
+            raise StclipError(f"{path}: videos {named[name]} and {full} would both be matched as video '{name}' of "
+                              f"the ground truth; evaluate them from separate files")
         for i, frame in enumerate(check.array(video["frames"], f"{prefix}frames")):
             where = f"{prefix}frames[{i}]"
             check.mapping(frame, where)

@@ -80,6 +80,8 @@ def read_ava_csv(path: Path, with_action: bool = True) -> list[AvaRow]:
                     action, last = int(fields[6]), None
                 else:
                     action, last = None, float(fields[6])
+                if last is not None and not math.isfinite(last):  # NaN would sort anywhere and change the AP
+                    raise ValueError(f"line {number}: score {fields[-1].strip()} is not a finite number")
                 rows.append(AvaRow(fields[0], int(float(fields[1])), box, action, last))
     except FileNotFoundError:
         raise StclipError(f"AVA file not found: {path}") from None
