@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import StclipError, Terminated
+from .errors import OutputClosed, StclipError, Terminated
 from .pipeline import DetectConfig
 
 DEFAULT = DetectConfig.default  # detect's defaults live in DetectConfig, the one place
@@ -61,6 +61,9 @@ def friendly(command: Callable) -> Callable:
         previous = _on_sigterm(_terminate)
         try:
             return command(*args, **kwargs)
+        except (OutputClosed, BrokenPipeError):  # `stclip ... | head -1`: stop quietly, outputs cleaned up
+            _stdout_to_null()
+            raise typer.Exit(SIGPIPE_EXIT) from None
         except StclipError as err:  # escaped: "[x1, y1, x2, y2]" in a message is text, not rich markup
             console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -74,6 +77,21 @@ def friendly(command: Callable) -> Callable:
             _on_sigterm(previous)
 
     return wrapper
+
+
+SIGPIPE_EXIT = 1  # a closed pipe ends the run quietly with 1, as click and rich end theirs (Python's own advice)
+
+
+def _stdout_to_null() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush does not report the closed pipe."""
+    import os
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno() if sys.stdout is not None else 1)
+        os.close(null)
+    except (OSError, ValueError):
+        pass
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -284,6 +302,8 @@ def detect(
                 paces.append(f"{video.name}: {meter.summary(stride)}")
             if isinstance(video, StreamInput) and video.failure is not None:
                 raise StclipError(video.failure)
+        except OutputClosed:
+            raise
         except StclipError as err:
             failures += 1
             console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlparse
 
-from .errors import StclipError
+from .errors import OutputClosed, StclipError
 
 STDOUT = "-"
 
@@ -390,6 +390,8 @@ class Destination:
         output."""
         with self.guard():
             if self.target.mode == "stdout":
+                if sys.stdout is None:  # started with standard output closed (>&-)
+                    raise StclipError("cannot write standard output: it is closed; name an output file instead of -")
                 self._file = sys.stdout if text else sys.stdout.buffer
                 return self._file
             if self.target.mode in ("stream", "direct"):
@@ -434,7 +436,7 @@ class Destination:
     def _close(self) -> None:
         if self._file is not None:
             file, self._file = self._file, None
-            if file in (sys.stdout, sys.stdout.buffer):
+            if sys.stdout is not None and file in (sys.stdout, sys.stdout.buffer):
                 file.flush()
             else:
                 file.close()
@@ -445,6 +447,8 @@ class Destination:
         try:
             yield
         except OSError as err:
+            if err.errno == errno.EPIPE and self.target.mode == "stdout":
+                raise OutputClosed("standard output was closed by its reader") from None
             reason = (err.strerror or str(err) or errno.errorcode.get(err.errno or 0, "I/O error")).lower()
             raise StclipError(f"cannot write {self.name}: {reason}") from None
 

@@ -5,6 +5,10 @@ class StclipError(Exception):
     """A user-facing error; ``str(err)`` is the single line the CLI prints before exiting non-zero."""
 
 
+class OutputClosed(StclipError):
+    """Standard output's reader went away (``stclip ... | head -1``): the run stops quietly, as Unix tools do."""
+
+
 class Terminated(BaseException):
     """SIGTERM (schedulers, ``timeout``), raised like Ctrl-C's KeyboardInterrupt so every output is cleaned up.
 

@@ -283,3 +283,37 @@ def test_only_temporaries_of_dead_writers_on_this_machine_are_stale(tmp_path):
     destination.commit()
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["out.json", *[n for k, n in names.items() if k != "dead"]])
+
+
+def test_a_closed_pipe_stops_quietly_and_leaves_nothing(tmp_path, make_video, checkpoint):
+    """``stclip detect ... --json - | head -c 10``: no error line, no traceback, no temporary file (as cat stops)."""
+    import subprocess
+    import sys
+
+    video = make_video(tmp_path, n_frames=40)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": f, "bbox": [10, 8, 30, 40], "score": 0.9} for f in range(40)]))
+    command = [sys.executable, "-m", "stclip_cli", "detect", str(video), "--actions", "clap,wave", "--model", "tiny-test",
+               "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet", "--jsonl", "-",
+               "--video", str(tmp_path / "out.mp4")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(10)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and stderr == "", stderr
+    assert [p.name for p in tmp_path.iterdir() if ".part" in p.name or p.name == "out.mp4"] == []
+
+
+def test_standard_output_closed_at_start_is_one_line(tmp_path, make_video, checkpoint):
+    import subprocess
+    import sys
+
+    video = make_video(tmp_path, n_frames=4)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text("[]")
+    command = [sys.executable, "-m", "stclip_cli", "detect", str(video), "--actions", "clap", "--model", "tiny-test",
+               "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet", "--csv", "-"]
+    proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+                          preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        "error: cannot write standard output: it is closed; name an output file instead of -"), proc.stderr
