@@ -47,7 +47,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit", metavar=""),
 ) -> None:
     """Zero-shot spatio-temporal action detection with ST-CLIP: find every person, score the actions you name."""
 
@@ -188,18 +188,18 @@ def detect(
     boxes: Optional[Path] = typer.Option(None, help="precomputed person boxes (detect JSON or COCO-results JSON)"),
     boxes_format: Optional[str] = typer.Option(None, help="format of --boxes: stclip (the detect JSON), coco (a list, bbox is x, y, width, height) or xyxy (a list, bbox is x1, y1, x2, y2); default: stclip for an object with frames, coco for a list"),
     person_conf: float = typer.Option(DEFAULT("person_conf"), help="detector confidence threshold"),
-    fp_margin: Optional[float] = typer.Option(None, help="keep the best box S and boxes scoring above S - margin"),
+    fp_margin: Optional[float] = typer.Option(None, help="the paper's false-positive filter: keep the best box S and boxes scoring above S - margin", show_default="off: every detection is scored"),
     window: Optional[int] = typer.Option(None, help="frames per window T", show_default="the model's, 9"),
     stride: int = typer.Option(DEFAULT("stride"), help="score every N-th frame; others carry its boxes in the video output"),
-    single_action: bool = typer.Option(False, "--single-action", help="soft voting: one action distribution per video"),
-    track: bool = typer.Option(False, "--track", help="ByteTrack track ids per person"),
+    single_action: bool = typer.Option(False, "--single-action", help="soft voting: one action distribution per video", metavar=""),
+    track: bool = typer.Option(False, "--track", help="ByteTrack track ids per person", metavar=""),
     smooth: Optional[float] = typer.Option(None, help="with --track: EMA weight of the new scores (stclip addition)"),
     json_out: Optional[str] = typer.Option(None, "--json", help="JSON output: a file, - for stdout, or a folder (ends with /)", show_default="<video>.stclip.json beside each video"),
     video_out: Optional[str] = typer.Option(None, "--video", help="annotated video: .mp4, .m4v, .mov or .mkv, or a folder (ends with /)"),
     csv_out: Optional[str] = typer.Option(None, "--csv", help="AVA-style CSV output: a file, - for stdout, or a folder (ends with /)"),
     jsonl_out: Optional[str] = typer.Option(None, "--jsonl", help="JSON Lines, one line per scored frame, flushed as it is scored: a file, - for stdout, or a folder (ends with /)", show_default="a stream's go to stdout when no output is named"),
-    show: bool = typer.Option(False, "--show", help="show the annotated frames in a window as they are scored (q quits)"),
-    live: Optional[bool] = typer.Option(None, "--live/--no-live", help="streams: score fewer frames when scoring falls behind the source", show_default="rtsp/rtmp/udp/srt, webcams, http(s) without a duration"),
+    show: bool = typer.Option(False, "--show", help="show the annotated frames in a window as they are scored (q quits)", metavar=""),
+    live: Optional[bool] = typer.Option(None, "--live/--no-live", help="streams: score fewer frames when scoring falls behind the source", show_default="rtsp/rtmp/udp/srt, webcams, http(s) without a duration", metavar=""),
     timeout: float = typer.Option(10.0, help="streams: seconds to wait for a network source to answer or send data"),
     plot: Optional[str] = typer.Option(None, "--plot", help="timeline PNG: each person's top actions over time, or a folder (ends with /)"),
     top_k: int = typer.Option(DEFAULT("top_k"), help="actions drawn per person in --video"),
@@ -208,9 +208,9 @@ def detect(
     fps: Optional[float] = typer.Option(None, help="frame rate of a folder of frames, or of a stream without timestamps (raw H.264 on -)", show_default="25"),
     device: str = typer.Option(DEFAULT("device"), help="auto, cpu, cuda or cuda:i"),
     batch_size: Optional[int] = typer.Option(None, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
-    half: bool = typer.Option(False, help="bf16 on GPU"),
-    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 3-3.5x faster, probabilities within ~3e-3 of fp32 (see README, Speed)"),
-    quiet: bool = typer.Option(False, help="no progress bar or summary"),
+    half: bool = typer.Option(False, help="bf16 on GPU", metavar=""),
+    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 3-3.5x faster, probabilities within ~3e-3 of fp32 (see README, Speed)", metavar=""),
+    quiet: bool = typer.Option(False, help="no progress bar or summary", metavar=""),
     # corpora on Ray Data (stclip_cli/corpus.py): any of these runs detect on Ray
     engine: Optional[str] = typer.Option(None, help="local (this process) or ray (Ray Data actors over a corpus)", show_default="ray when a Ray option is given", rich_help_panel=RAY_PANEL),
     parquet: Optional[Path] = typer.Option(None, help="Ray: folder of the Parquet dataset of every scored row (one file per video) and _failures.json", rich_help_panel=RAY_PANEL),
@@ -508,10 +508,10 @@ def train(
     log_every: int = typer.Option(20),
     workers: int = typer.Option(2, help="data-loading processes"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
-    half: bool = typer.Option(False, help="bf16 autocast on GPU"),
-    resume: bool = typer.Option(False, help="continue from <out>/last.safetensors"),
+    half: bool = typer.Option(False, help="bf16 autocast on GPU", metavar=""),
+    resume: bool = typer.Option(False, help="continue from <out>/last.safetensors", metavar=""),
     pool: Optional[str] = typer.Option(None, help="jhmdb/ucf24 videos: official (the split's videos in the official train half, the reference's) or all (both halves)", show_default="official"),
-    quiet: bool = typer.Option(False, help="no progress bar"),
+    quiet: bool = typer.Option(False, help="no progress bar", metavar=""),
 ) -> None:
     """Train ST-CLIP on a label split's train classes with the paper's hyper-parameters.
 
@@ -626,11 +626,11 @@ def evaluate(
     checkpoint: Optional[str] = typer.Option(None, help="a `stclip train` checkpoint file or hf-hub:ORG/REPO", show_default="the newest runs/*/final.safetensors"),
     model: str = typer.Option("stclip", help="stclip, baseline, baseline-crop or a model card"),
     clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file"),
-    gt_boxes: bool = typer.Option(False, "--gt-boxes", help="score ground-truth person boxes instead of detections"),
+    gt_boxes: bool = typer.Option(False, "--gt-boxes", help="score ground-truth person boxes instead of detections", metavar=""),
     boxes: Optional[Path] = typer.Option(None, help="persons: a folder of per-video boxes files (<video>.json, as detect --boxes reads) or the dataset's detections file"),
     detector: Optional[str] = typer.Option(None, help="persons: ultralytics person detector", show_default="the dataset's detections when it has them, else yolo11n.pt"),
     person_conf: float = typer.Option(0.25, help="detector confidence threshold"),
-    single_action: bool = typer.Option(False, "--single-action", help="soft voting over each video"),
+    single_action: bool = typer.Option(False, "--single-action", help="soft voting over each video", metavar=""),
     subset: str = typer.Option("test", help="test: the unseen classes; train: the seen classes"),
     pool: Optional[str] = typer.Option(None, help="jhmdb/ucf24 test videos: official (the split's videos in the official test half, the reference's) or all (both halves)", show_default="official"),
     classes: Optional[str] = typer.Option(None, help='with --pred: score these classes, e.g. "clap,sit,wave"', show_default="the split's, else every GT class"),
@@ -639,15 +639,15 @@ def evaluate(
     fp_margin: Optional[float] = typer.Option(None, help="margin of --test-boxes fp-filter", show_default="jhmdb 0.001, others 0.7"),
     max_persons: Optional[int] = typer.Option(None, help="score at most this many detections per frame", show_default="top3: 3, fp-filter: no cap"),
     batch_size: Optional[int] = typer.Option(None, min=1, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
-    device: str = typer.Option("auto"),
-    half: bool = typer.Option(False, help="bf16 on GPU"),
-    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 3-3.5x faster, probabilities within ~3e-3 of fp32 (see README, Speed)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
+    half: bool = typer.Option(False, help="bf16 on GPU", metavar=""),
+    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 3-3.5x faster, probabilities within ~3e-3 of fp32 (see README, Speed)", metavar=""),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result JSON here", show_default="next to the checkpoint"),
     pred: Optional[Path] = typer.Option(None, help="evaluate this prediction file (detect JSON or AVA CSV) without a model"),
     gt: Optional[Path] = typer.Option(None, help="ground truth for --pred (J-HMDB JSON, detect-style JSON or AVA CSV)"),
     excluded: Optional[Path] = typer.Option(None, help="AVA excluded timestamps CSV (with --pred CSV)"),
     label_map: Optional[Path] = typer.Option(None, help="AVA action list pbtxt (with --pred CSV)"),
-    quiet: bool = typer.Option(False),
+    quiet: bool = typer.Option(False, help="no progress bar", metavar=""),
 ) -> None:
     """Frame mAP@0.5 on a split's unseen classes, or of an existing prediction file.
 
@@ -852,7 +852,7 @@ def _print_aps(aps: dict, mean: float, title: str) -> None:
 def plot(
     result: Path = typer.Argument(..., help="a per-video JSON written by `stclip detect`"),
     out: Optional[Path] = typer.Option(None, "--out", help="the PNG to write", show_default="RESULT with the suffix .png"),
-    quiet: bool = typer.Option(False, help="no timeline in the terminal"),
+    quiet: bool = typer.Option(False, help="no timeline in the terminal", metavar=""),
 ) -> None:
     """Draw the timeline of a detect result: each person's top action over time, one lane per track (a PNG).
 
