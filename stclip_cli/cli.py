@@ -33,7 +33,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True, emoji=False)  # ":abc:" in a name or URL is text, not an emoji code
+def _stderr_console() -> Console:
+    """Standard error's console. ":abc:" in a name or URL is text, not an emoji code; in a log file or a pipe (no
+    terminal, no $COLUMNS) tables take the width they need instead of rich's 80 columns, which cut them short."""
+    import os
+
+    wide = not sys.stderr.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=True, emoji=False, width=LOG_WIDTH if wide else None)
+
+
+LOG_WIDTH = 400
+console = _stderr_console()
 RAY_PANEL = "Corpora on Ray (pip install \"stclip\\[ray]\")"  # \\[: a bracket, not rich markup
 
 
