@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
+import shutil
 import signal
 import socket
+import stat
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -174,20 +176,27 @@ def ray_session(address: str | None, num_cpus: int | None = None, temp_dir: str 
     if address is not None:
         check_reachable(address)
     on_sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    # a local cluster's session files go into a folder of this run, removed at the end (Ray leaves /tmp/ray behind)
+    own = tempfile.mkdtemp(prefix="stclip-ray-") if address is None and temp_dir is None else None
     try:
-        if address is None:
-            ray.init(address="local", num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp_dir, **common)
-        else:
-            ray.init(address=address, **common)
-    except (ConnectionError, OSError, ValueError, RuntimeError) as err:  # unreachable address, socket path too long
-        where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
-        raise StclipError(f"cannot {where}: {first_line(err)}") from None
-    if on_sigterm is not None:  # Ray's C++ core installs a crash handler that dumps a stack and aborts on SIGTERM
-        signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
+        try:
+            if address is None:
+                ray.init(address="local", num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES,
+                         _temp_dir=temp_dir or own, **common)
+            else:
+                ray.init(address=address, **common)
+        except (ConnectionError, OSError, ValueError, RuntimeError) as err:  # unreachable address, socket path too long
+            where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
+            raise StclipError(f"cannot {where}: {first_line(err)}") from None
+        if on_sigterm is not None:  # Ray's C++ core installs a crash handler that dumps a stack and aborts on SIGTERM
+            signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            yield
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
 
 
 def check_reachable(address: str) -> None:

@@ -140,7 +140,10 @@ def test_torchrun_two_processes_on_cpu(tmp_path, data_root):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "stclip_cli", "train", *TRAIN, "--data-root", str(data_root), "--out", str(out), "--iterations", "3",
            "--device", "cpu", "--log-every", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    temp = tmp_path / "tmp"  # torchrun's launcher leaves a torchelastic_* log folder in the temp folder
+    temp.mkdir()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(temp)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "final.safetensors").is_file()
     rows = (out / "metrics.jsonl").read_text().splitlines()

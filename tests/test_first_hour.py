@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_the_summary_is_not_cut_at_80_columns_in_a_log(tmp_path, make_video, checkpoint):
@@ -22,3 +23,22 @@ def test_the_summary_is_not_cut_at_80_columns_in_a_log(tmp_path, make_video, che
     for name in names.split(","):
         assert name in row, proc.stderr  # every top action on the one row, none cut with an ellipsis
     assert str(tmp_path / "out.json") in row
+
+
+def test_a_local_ray_session_leaves_nothing_in_the_temp_folder(tmp_path):
+    import pytest
+
+    pytest.importorskip("ray")
+    import shutil
+    import tempfile
+
+    temp = Path(tempfile.mkdtemp(prefix="st", dir="/tmp"))  # short: Ray's socket paths must fit in 107 characters
+    code = ("from stclip_cli.corpus import ray_session\n"
+            "with ray_session(None, num_cpus=1):\n"
+            "    import ray; assert ray.is_initialized()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TMPDIR": str(temp)})
+    left = sorted(p.name for p in temp.iterdir())
+    shutil.rmtree(temp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert left == []
