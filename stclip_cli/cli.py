@@ -44,6 +44,7 @@ def _stderr_console() -> Console:
 
 LOG_WIDTH = 400
 console = _stderr_console()
+EVENTS_PANEL = "Action events"
 RAY_PANEL = "Corpora on Ray (pip install \"stclip\\[ray]\")"  # \\[: a bracket, not rich markup
 
 
@@ -212,6 +213,11 @@ def detect(
     live: Optional[bool] = typer.Option(None, "--live/--no-live", help="streams: score fewer frames when scoring falls behind the source", show_default="rtsp/rtmp/udp/srt, webcams, http(s) without a duration", metavar=""),
     timeout: float = typer.Option(10.0, help="streams: seconds to wait for a network source to answer or send data"),
     plot: Optional[str] = typer.Option(None, "--plot", help="timeline PNG: each person's top actions over time, or a folder (ends with /)"),
+    events: Optional[str] = typer.Option(None, "--events", help="action events per person track (turns on --track): .json, .jsonl, .csv, .vtt or .srt, - for stdout, or a folder (ends with /)", rich_help_panel=EVENTS_PANEL),
+    event_threshold: float = typer.Option(DEFAULT("event_threshold"), help="an action is on for a person when it is their top-1 (sigmoid models: any action) with a score at least this", rich_help_panel=EVENTS_PANEL),
+    event_gap: float = typer.Option(DEFAULT("event_gap"), help="seconds without the action that do not end its event (flicker is bridged)", rich_help_panel=EVENTS_PANEL),
+    event_min: float = typer.Option(DEFAULT("event_min"), help="seconds an event lasts at least (shorter blips are dropped)", rich_help_panel=EVENTS_PANEL),
+    neutral: Optional[str] = typer.Option(None, help='names scored as a way out for softmax but never made events, e.g. "standing,walking" (added to the actions)', rich_help_panel=EVENTS_PANEL),
     top_k: int = typer.Option(DEFAULT("top_k"), help="actions drawn per person in --video"),
     frame_fit: str = typer.Option(DEFAULT("frame_fit"), help="context frame: crop (CLIP's centre crop, the paper) or letterbox"),
     interest_k: Optional[int] = typer.Option(None, help="interest tokens per person (multi-action data, AVA: 100); 0 = all tokens", show_default="the card's"),
@@ -242,10 +248,14 @@ def detect(
     from .pipeline import DetectConfig
 
     # everything a user can get wrong is checked here, before torch and the models load (seconds)
+    names = parse_actions(actions, actions_file)
+    neutrals = tuple(parse_actions(neutral)) if neutral is not None else ()  # the rules of --actions, commas and all
+    names += [n for n in neutrals if n.casefold() not in {m.casefold() for m in names}]
     config = DetectConfig(
-        tuple(parse_actions(actions, actions_file)), model, checkpoint, backbone, pretrained, window, interest_k,
+        tuple(names), model, checkpoint, backbone, pretrained, window, interest_k,
         str(clip_weights) if clip_weights else None, detector, str(boxes) if boxes else None, boxes_format, person_conf,
-        fp_margin, stride, batch_size, single_action, track, smooth, fps, frame_fit, top_k, device, half, int8)
+        fp_margin, stride, batch_size, single_action, track or events is not None, smooth, fps, frame_fit, top_k, device,
+        half, int8, event_threshold, event_gap, event_min, neutrals)
     if not (math.isfinite(timeout) and timeout > 0):
         raise StclipError(f"--timeout must be a number of seconds above 0 (got {timeout})")
     reads = _detect_reads(actions_file, model, checkpoint, clip_weights, detector, boxes)
@@ -260,6 +270,11 @@ def detect(
     from .inputs import StreamInput, check_inputs
 
     failures = 0
+    outputs = {"json": json_out, "jsonl": jsonl_out, "video": video_out, "csv": csv_out, "plot": plot, "events": events}
+    videos, absent = _expand_inputs(videos, outputs)
+    for name, error in absent:  # a manifest's missing entries: the rest of it still runs, as on Ray
+        failures += 1
+        console.print(f"[red]error:[/red] {escape(name)}: {escape(error)}", highlight=False, soft_wrap=True)
     inputs = check_inputs(videos, single_action, live, timeout, _warn, _note)
     for missing in [v for v in inputs if isinstance(v, Path) and not v.exists()]:
         failures += 1
@@ -276,8 +291,7 @@ def detect(
             raise StclipError(f"file not found: {path} ({flag})")
     from .destinations import plan_outputs
 
-    plans = plan_outputs([v.text if isinstance(v, StreamInput) else v for v in inputs],
-                         {"json": json_out, "jsonl": jsonl_out, "video": video_out, "csv": csv_out, "plot": plot},
+    plans = plan_outputs([v.text if isinstance(v, StreamInput) else v for v in inputs], outputs,
                          default=None if show else "json", reads=reads)
     for video in [v for v in inputs if isinstance(v, StreamInput)]:
         try:
@@ -298,14 +312,18 @@ def detect(
     if assembly.note:  # said once the stand-in model is ready, so an error that stops the run stays its only line
         console.print(f"[yellow]note:[/yellow] {assembly.note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
     summaries = []
+    every_sink: list = []
     timelines = []  # the terminal summary's, when it can show them
     paces = []  # a stream's latency and stride, for the summary
     for video, plan in zip(inputs, plans):
         try:
-            sinks = plan_sinks(plan, top_k) + ([_window(video, top_k)] if show else [])
+            sinks = plan_sinks({k: t for k, t in plan.items() if k != "events"}, top_k) + ([_window(video, top_k)] if show else [])
+            if "events" in plan:
+                sinks.append(_events_sink(plan["events"], config, isinstance(video, StreamInput)))
             meter = _pace_meter(video)  # last: it times each result after the outputs got it
             collector, fed = _timeline_collector(quiet, sinks)
             extra = [sink for sink in (meter, None if fed else collector) if sink is not None]
+            every_sink += sinks
             summaries.append((_run_one(pipeline.predictor, video, sinks + extra, pipeline.info, quiet), plan))
             timelines.append(collector)
             if meter is not None:
@@ -319,10 +337,77 @@ def detect(
             console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
     if not quiet and summaries:
         _print_summary(summaries, list(config.actions), timelines)
+        _print_events([sink for sink in every_sink if hasattr(sink, "events")])
         for line in paces:
             console.print(line, highlight=False, soft_wrap=True, markup=False)
     if failures:
         raise typer.Exit(1)
+
+
+def _events_sink(target, config, stream: bool):
+    """--events: the sink of one video; a stream's standard output gets JSON Lines as events are decided."""
+    from .events import EventRule, EventsSink
+
+    rule = EventRule(config.event_threshold, config.event_gap, config.event_min, neutral=config.neutral)
+    return EventsSink(target, rule, live_lines=stream and target.mode == "stdout")
+
+
+def _print_events(sinks: list) -> None:
+    """The summary's longest events (track, action, from, to, peak), when --events was asked."""
+    from .events import longest
+
+    found = longest(event for sink in sinks for event in sink.events)
+    if not sinks:
+        return
+    if not found:
+        console.print("events: none (no tracked person held an action long enough; see --event-threshold, --event-min)",
+                      highlight=False, soft_wrap=True, markup=False)
+        return
+    table = Table(title="longest events")
+    for col in ("video", "track", "action", "from (s)", "to (s)", "peak"):
+        table.add_column(col)
+    for e in found:
+        table.add_row(escape(Path(e.video).name), f"#{e.track_id}", escape(e.action), f"{e.start:.2f}", f"{e.end:.2f}",
+                      f"{e.peak_score:.2f}")
+    console.print(table)
+
+
+def _expand_inputs(specs: list[str], outputs: dict) -> tuple[list[str], list[tuple[str, str]]]:
+    """Folders of videos, globs and ``@manifests`` become their videos, found as the Ray engine finds them (never
+    inside an output folder); a folder holding images is a frame folder, a stream or a file stays as it is. Returns
+    the inputs and the manifest entries that name no video."""
+    from .destinations import is_folder_spec
+    from .inputs import is_stream
+
+    out: list[str] = []
+    absent: list[tuple[str, str]] = []
+    for spec in specs:
+        if is_stream(spec) or not _is_collection(spec):
+            out.append(spec)
+            continue
+        from .corpus_inputs import find_videos
+
+        written = [Path(v) for v in outputs.values() if v not in (None, "", "-") and is_folder_spec(v)]
+        refs, missing = find_videos([spec], exclude=written)
+        out += [ref.name for ref in refs]
+        absent += [(m.name, m.error) for m in missing]
+    return out, absent
+
+
+def _is_collection(spec: str) -> bool:
+    """A manifest, a glob that names no file itself, or a folder without images (a frame folder has them)."""
+    import os
+
+    from .corpus_inputs import GLOB_CHARS
+
+    if spec.startswith("@") or (GLOB_CHARS.search(spec) and not os.path.exists(spec)):
+        return True
+    if not os.path.isdir(spec):
+        return False
+    from .video import IMAGE_SUFFIXES
+
+    return not any(entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+                   for entry in os.scandir(spec))
 
 
 def _detect_reads(actions_file: Optional[Path], model: str, checkpoint: Optional[str], clip_weights: Optional[Path],

@@ -62,6 +62,8 @@ KINDS: dict[str, OutputKind] = {
     "video": OutputKind("--video", ".mp4", VIDEO_SUFFIXES, False, "a video"),
     "plot": OutputKind("--plot", ".png", (".png",), False, "a PNG image"),
     "parquet": OutputKind("--parquet", ".parquet", (".parquet",), False, "a Parquet file"),
+    "events": OutputKind("--events", ".events.json", (".json", ".jsonl", ".csv", ".vtt", ".srt"), True,
+                         "an events file"),
 }
 
 
@@ -174,9 +176,10 @@ def plan_outputs(
             plan[default] = classify(video.parent / f"{stem}.stclip{suffix}", KINDS[default].flag)
     for plan, video in zip(plans, inputs):
         if isinstance(video, str):
-            for kind in DIRECT_KINDS:
-                if kind in plan and plan[kind].mode == "file":
-                    plan[kind] = Target(plan[kind].path, "direct", plan[kind].real)
+            for kind, target in plan.items():
+                lines = kind == "events" and target.path is not None and target.path.suffix.lower() == ".jsonl"
+                if (kind in DIRECT_KINDS or lines) and target.mode == "file":
+                    plan[kind] = Target(target.path, "direct", target.real)
     _refuse_clashes(inputs, plans, reads)
     return plans
 

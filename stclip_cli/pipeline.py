@@ -57,6 +57,10 @@ class DetectConfig:
     device: str = "auto"
     half: bool = False
     int8: bool = False
+    event_threshold: float = 0.5
+    event_gap: float = 1.0
+    event_min: float = 0.5
+    neutral: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.actions:
@@ -64,6 +68,9 @@ class DetectConfig:
         _number("--person-conf", self.person_conf, 0.0, 1.0)
         _number("--fp-margin", self.fp_margin, 0.0)
         _number("--smooth", self.smooth, 0.0, 1.0)
+        _number("--event-threshold", self.event_threshold, 0.0, 1.0)
+        _number("--event-gap", self.event_gap, 0.0)
+        _number("--event-min", self.event_min, 0.0)
         for flag, value, low in (("--stride", self.stride, 1), ("--batch-size", self.batch_size, 1),
                                  ("--window", self.window, 1), ("--top-k", self.top_k, 1),
                                  ("--interest-k", self.interest_k, 0)):

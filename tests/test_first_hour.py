@@ -42,3 +42,51 @@ def test_a_local_ray_session_leaves_nothing_in_the_temp_folder(tmp_path):
     shutil.rmtree(temp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert left == []
+
+
+def _detect(*argv):
+    from typer.testing import CliRunner
+
+    from stclip_cli.cli import app
+
+    return CliRunner().invoke(app, ["detect", *map(str, argv)])
+
+
+def _args(checkpoint: Path, boxes: Path) -> list:
+    return ["--actions", "clap,wave", "--model", "tiny-test", "--checkpoint", checkpoint, "--boxes", boxes, "--quiet"]
+
+
+def _boxes(tmp_path: Path) -> Path:
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps([{"image_id": f, "bbox": [10, 8, 30, 40], "score": 0.9} for f in range(4)]))
+    return path
+
+
+def test_a_folder_a_glob_and_a_manifest_of_videos_are_inputs(tmp_path, make_video, checkpoint):
+    vids = tmp_path / "vids"
+    (vids / "cam").mkdir(parents=True)
+    make_video(vids, n_frames=4, name="a.mp4")
+    make_video(vids / "cam", n_frames=4, name="b.mp4")
+    boxes = _boxes(tmp_path)
+    folder = _detect(vids, *_args(checkpoint, boxes), "--json", f"{tmp_path}/f/")
+    assert folder.exit_code == 0, folder.output
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["a.json", "b.json"]
+    pattern = _detect(f"{vids}/*.mp4", *_args(checkpoint, boxes), "--json", f"{tmp_path}/g/")
+    assert pattern.exit_code == 0 and sorted(p.name for p in (tmp_path / "g").iterdir()) == ["a.json"]
+    manifest = tmp_path / "list.txt"
+    manifest.write_text("vids/cam/b.mp4\n# a comment\nvids/gone.mp4\n")
+    listed = _detect(f"@{manifest}", *_args(checkpoint, boxes), "--json", f"{tmp_path}/m/")
+    assert listed.exit_code == 1 and "gone.mp4: video not found" in listed.output  # the rest still ran
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["b.json"]
+
+
+def test_a_folder_of_images_stays_a_frame_folder_and_an_empty_one_fails_first(tmp_path, make_frames_folder, checkpoint):
+    from conftest import one_line_error
+
+    frames = make_frames_folder(tmp_path, n_frames=4)
+    result = _detect(frames, *_args(checkpoint, _boxes(tmp_path)), "--json", tmp_path / "out.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out.json").read_text())["num_frames"] == 4
+    (tmp_path / "empty").mkdir()
+    line = one_line_error(_detect(tmp_path / "empty", *_args(checkpoint, _boxes(tmp_path))))
+    assert line.startswith(f"error: no videos in {tmp_path / 'empty'}")
