@@ -900,10 +900,9 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
     dataset = dataset.lower() if dataset else None
     names, chosen = _eval_classes(dataset, split, subset, classes)
     if pred.suffix.lower() == ".csv":
-        if label_map is None:
-            raise StclipError("AVA evaluation needs the action list: pass --label-map ava_action_list_v2.2.pbtxt")
         scores = ava_evaluate(pred, gt, excluded, label_map, names)
-        chosen = chosen.replace("of the ground truth", "of the label map")
+        if label_map is not None:
+            chosen = chosen.replace("of the ground truth", "of the label map")
     else:
         class_names = get_split(dataset, 1).all_classes if dataset else JHMDB_CLASSES
         scores = evaluate_json(pred, gt, names, class_names, label_split=dataset in ("jhmdb", "ucf24"))

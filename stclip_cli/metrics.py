@@ -285,38 +285,50 @@ def ava_evaluate(
     pred_csv: Path,
     gt_csv: Path,
     excluded_csv: Path | None,
-    label_map_pbtxt: Path,
+    label_map_pbtxt: Path | None,
     classes: Iterable[str | int] | None = None,
 ) -> FileScores:
     """AVA frame AP per class name, by the standard AVA (ActivityNet) rules, on normalised CSV boxes.
 
     Drops excluded keyframes, keeps only the classes of the label map (optionally only ``classes``, names or
     ids); every prediction on a video of the GT counts, one on a keyframe without GT of its class is a false
-    positive; predictions on videos the GT does not hold are left out and listed. Same AP as ``frame_ap``.
+    positive; predictions on videos the GT does not hold are left out and listed. Same AP as ``frame_ap``. Actions
+    may be names (the CSV `stclip detect` writes): with a label map they are mapped to its ids, and without one both
+    files must name their actions (the classes are then the ground truth's names).
     """
-    label_map = parse_label_map(label_map_pbtxt)
+    rows = read_ava_csv(gt_csv)
+    if label_map_pbtxt is not None:
+        label_map = parse_label_map(label_map_pbtxt)
+    elif any(isinstance(r.action, int) for r in rows):
+        raise StclipError(f"{gt_csv} names its actions by AVA id: pass --label-map ava_action_list_v2.2.pbtxt")
+    else:
+        label_map = dict(enumerate(sorted({r.action for r in rows if isinstance(r.action, str)}), 1))
+    by_name = {name: i for i, name in label_map.items()}
     if classes is not None:
-        by_name = {name: i for i, name in label_map.items()}
         chosen = set()
         for c in classes:
             ident = by_name.get(c, c) if isinstance(c, str) else int(c)
             if ident not in label_map:
-                raise StclipError(f"class {c!r} is not in the label map {label_map_pbtxt}")
+                where = f"the label map {label_map_pbtxt}" if label_map_pbtxt is not None else f"the ground truth {gt_csv}"
+                raise StclipError(f"class {c!r} is not in {where}")
             chosen.add(ident)
         label_map = {i: n for i, n in label_map.items() if i in chosen}
+
+    def ident(action: int | str | None) -> int | None:
+        return by_name.get(action) if isinstance(action, str) else action
+
     excluded = read_excluded(excluded_csv)
-    rows = read_ava_csv(gt_csv)
     videos = {r.video for r in rows}
-    gt = [((r.video, r.timestamp), label_map[r.action], r.box) for r in rows
-          if (r.video, r.timestamp) not in excluded and r.action in label_map]
+    gt = [((r.video, r.timestamp), label_map[ident(r.action)], r.box) for r in rows
+          if (r.video, r.timestamp) not in excluded and ident(r.action) in label_map]
     preds, left_out = [], set()
     for r in read_ava_csv(pred_csv, with_action=True):
         if r.video not in videos:
             left_out.add(r.video)
-        elif (r.video, r.timestamp) not in excluded and r.action in label_map:
+        elif (r.video, r.timestamp) not in excluded and ident(r.action) in label_map:
             if r.last is None:
                 raise StclipError(f"{pred_csv}: prediction rows need a score in the 8th column")
-            preds.append(((r.video, r.timestamp), label_map[r.action], r.last, r.box))
+            preds.append(((r.video, r.timestamp), label_map[ident(r.action)], r.last, r.box))
     names = [label_map[i] for i in sorted(label_map)]
     predicted = {row[1] for row in preds}
     frames = {row[0] for row in preds}

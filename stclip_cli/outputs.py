@@ -221,8 +221,12 @@ class JsonLinesSink(_TextSink):
             self._file.flush()
 
 
+CSV_HEADER = ("video_id", "time", "x1", "y1", "x2", "y2", "action", "score")
+
+
 class CsvSink(_TextSink):
-    """AVA-style prediction rows, no header: video_id, time (s), x1, y1, x2, y2 (in [0, 1]), action, score.
+    """AVA-style prediction rows under a header row (``CSV_HEADER``): video_id, time (s), x1, y1, x2, y2 (in [0, 1]),
+    action, score; `stclip eval --pred` reads them back.
 
     One row per person per action, keyframes only. The action column holds the action's name, not AVA's
     numeric id, because stclip's action lists are free text. video_id is the input's file name stem.
@@ -235,6 +239,10 @@ class CsvSink(_TextSink):
         self._file = self.destination.open(text=True)
         self._rows = io.StringIO()
         self._writer = csv.writer(self._rows)
+        self._writer.writerow(CSV_HEADER)
+        self._emit(self._rows.getvalue())
+        self._rows.seek(0)
+        self._rows.truncate()
 
     def write(self, result: FrameResult) -> None:
         """Write one row per person and action for a keyframe."""

@@ -73,8 +73,8 @@ def test_stride_video_csv_and_default_json(tmp_path, make_video, checkpoint):
     with av.open(str(tmp_path / "a.mp4")) as container:
         frames = list(container.decode(video=0))
     assert len(frames) == 17 and (frames[0].width, frames[0].height) == (96, 64)
-    rows = (tmp_path / "a.csv").read_text().strip().splitlines()
-    assert len(rows) == 5 * 2 * 3
+    header, *rows = (tmp_path / "a.csv").read_text().strip().splitlines()
+    assert header == "video_id,time,x1,y1,x2,y2,action,score" and len(rows) == 5 * 2 * 3
     result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, 17)))
     assert result.exit_code == 0 and (tmp_path / "clip.stclip.json").is_file()
 

@@ -90,3 +90,33 @@ def test_a_folder_of_images_stays_a_frame_folder_and_an_empty_one_fails_first(tm
     (tmp_path / "empty").mkdir()
     line = one_line_error(_detect(tmp_path / "empty", *_args(checkpoint, _boxes(tmp_path))))
     assert line.startswith(f"error: no videos in {tmp_path / 'empty'}")
+
+
+def test_eval_reads_the_csv_detect_writes(tmp_path, make_video, checkpoint):
+    """detect's CSV (header row, action names, times in seconds) against ground truth that names its actions: no
+    AVA label map needed; against AVA ids, the label map maps the names."""
+    from typer.testing import CliRunner
+
+    from stclip_cli.cli import app
+
+    video = make_video(tmp_path, n_frames=4)
+    result = _detect(video, *_args(checkpoint, _boxes(tmp_path)), "--csv", tmp_path / "pred.csv")
+    assert result.exit_code == 0, result.output
+    header, *rows = (tmp_path / "pred.csv").read_text().splitlines()
+    assert header == "video_id,time,x1,y1,x2,y2,action,score"
+    action = rows[0].split(",")[6]
+    truth = [row.rsplit(",", 2)[0] for row in rows if row.split(",")[6] == action]  # each frame's person does it
+    gt = tmp_path / "gt.csv"
+    gt.write_text("video_id,time,x1,y1,x2,y2,action,person\n" + "".join(f"{t},{action},0\n" for t in truth))
+    scored = CliRunner().invoke(app, ["eval", "--pred", str(tmp_path / "pred.csv"), "--gt", str(gt), "--json",
+                                      str(tmp_path / "r.json")])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads((tmp_path / "r.json").read_text())["ap"] == {action: 1.0}
+    ids = tmp_path / "ids.csv"
+    ids.write_text("".join(f"{t},1,0\n" for t in truth))
+    (tmp_path / "map.pbtxt").write_text(f'item {{\n  name: "{action}"\n  id: 1\n}}\n')
+    mapped = CliRunner().invoke(app, ["eval", "--pred", str(tmp_path / "pred.csv"), "--gt", str(ids), "--label-map",
+                                      str(tmp_path / "map.pbtxt"), "--json", str(tmp_path / "m.json")])
+    assert mapped.exit_code == 0 and json.loads((tmp_path / "m.json").read_text())["ap"] == {action: 1.0}
+    unmapped = CliRunner().invoke(app, ["eval", "--pred", str(tmp_path / "pred.csv"), "--gt", str(ids)])
+    assert unmapped.exit_code == 1 and "names its actions by AVA id: pass --label-map" in unmapped.output

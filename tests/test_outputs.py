@@ -82,7 +82,8 @@ def test_csv_rows(tmp_path):
         sink.open(info("videos/clip01.mp4"), ACTIONS, MODEL)
         sink.write(result(14))
         sink.write(result(15, keyframe=False))
-    rows = list(csv.reader(out.open()))
+    header, *rows = list(csv.reader(out.open()))
+    assert header == ["video_id", "time", "x1", "y1", "x2", "y2", "action", "score"]
     assert len(rows) == 4
     assert rows[0] == ["clip01", "0.500", "0.029", "0.078", "0.324", "0.859", "brush teeth", "0.71000"]
     assert rows[3] == ["clip01", "0.500", "0.500", "0.000", "1.000", "1.000", "fishing", "0.98000"]

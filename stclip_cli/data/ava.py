@@ -46,9 +46,9 @@ class AvaRow:
     """One CSV row: a normalised box at a keyframe with an action id and a person id or score (last column)."""
 
     video: str
-    timestamp: int
+    timestamp: int | float
     box: tuple[float, float, float, float]
-    action: int | None
+    action: int | str | None
     last: float | None
 
 
@@ -60,13 +60,15 @@ def timestamp_to_frame(timestamp: float, fps: float = FPS) -> int:
 def read_ava_csv(path: Path, with_action: bool = True) -> list[AvaRow]:
     """Rows of an AVA CSV: 8 columns (action and person id / score) or 7 (the last is action or score).
 
-    With 7 columns the last column is the action id when ``with_action``, otherwise a score.
+    With 7 columns the last column is the action id when ``with_action``, otherwise a score. The CSV `stclip detect`
+    writes reads the same: its header row (``video_id,time,...``) is skipped, its actions are names rather than ids,
+    and its times are seconds with decimals (whole seconds, as AVA's, stay integers).
     """
     rows = []
     try:
         with open(path, newline="") as f:
             for number, fields in enumerate(csv.reader(f), 1):
-                if not fields:
+                if not fields or (not rows and fields[0].strip().lower() == "video_id"):
                     continue
                 if len(fields) not in (7, 8):
                     raise StclipError(f"{path}:{number}: expected 7 or 8 CSV columns, got {len(fields)}")
@@ -74,15 +76,18 @@ def read_ava_csv(path: Path, with_action: bool = True) -> list[AvaRow]:
                 if not all(math.isfinite(v) for v in box):
                     raise ValueError(f"line {number}: box {fields[2:6]} is not 4 finite numbers")
                 if len(fields) == 8:
-                    action = int(fields[6]) if fields[6].strip() else None
+                    action = _action(fields[6]) if fields[6].strip() else None
                     last = float(fields[7]) if fields[7].strip() else None
                 elif with_action:
-                    action, last = int(fields[6]), None
+                    action, last = _action(fields[6]), None
                 else:
                     action, last = None, float(fields[6])
                 if last is not None and not math.isfinite(last):  # NaN would sort anywhere and change the AP
                     raise ValueError(f"line {number}: score {fields[-1].strip()} is not a finite number")
-                rows.append(AvaRow(fields[0], int(float(fields[1])), box, action, last))
+                seconds = float(fields[1])
+                if not math.isfinite(seconds):
+                    raise ValueError(f"line {number}: time {fields[1].strip()} is not a finite number")
+                rows.append(AvaRow(fields[0], int(seconds) if seconds.is_integer() else round(seconds, 3), box, action, last))
     except FileNotFoundError:
         raise StclipError(f"AVA file not found: {path}") from None
     except (ValueError, OverflowError, UnicodeDecodeError, csv.Error) as err:
@@ -90,6 +95,12 @@ def read_ava_csv(path: Path, with_action: bool = True) -> list[AvaRow]:
     except OSError as err:
         raise StclipError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from None
     return rows
+
+
+def _action(text: str) -> int | str:
+    """An action column: AVA's numeric id, or a name (the CSV `stclip detect` writes)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else text
 
 
 def read_excluded(path: Path | None) -> set[tuple[str, int]]:
