@@ -580,6 +580,10 @@ def import_reference(
     from .cards import build_model, load_card, save_checkpoint
     from .reference import load_reference_weights, read_reference
 
+    if dataset is not None and dataset.lower() not in ("jhmdb", "ucf24", "ava"):
+        raise StclipError(f"--dataset must be jhmdb, ucf24 or ava (got {dataset[:40]!r})")
+    if split is not None and split < 0:
+        raise StclipError(f"--split must be a split number of at least 0 (got {split})")
     if out.exists():
         raise StclipError(f"{out} exists; stclip never replaces a file it did not write in this run: choose another --out")
     from .destinations import check_writable, plan_file, read_sources
@@ -592,8 +596,11 @@ def import_reference(
         raise StclipError(f"--model {model} is a training-free baseline; a reference checkpoint needs an ST-CLIP card")
     weights = read_reference(reference)
     net = build_model(card.replace(pretrained="none"))  # shapes only: the frozen CLIP comes from the card's tag at use
-    load_reference_weights(net, weights)
-    save_checkpoint(out, net, card, {"dataset": dataset, "split": split, "imported_from": str(reference), "step": None})
+    try:
+        load_reference_weights(net, weights)
+    except StclipError as err:  # the names and shapes inside: said with the file they come from
+        raise StclipError(f"{reference}: {err}") from None
+    save_checkpoint(out, net, card, {"dataset": dataset and dataset.lower(), "split": split, "imported_from": str(reference), "step": None})
     console.print(f"wrote {out} ({card.name}, {sum(p.numel() for p in net.parameters() if p.requires_grad):,} trainable weights)")
 
 

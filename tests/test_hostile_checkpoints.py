@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import struct
+import re
 from pathlib import Path
 
 import pytest
@@ -213,3 +213,99 @@ def test_card_from_dict_takes_every_shipped_card():
     for name in list_cards():
         card = load_card(name)
         assert card_from_dict(card.to_dict(), name) == card
+
+
+def saved(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+VALID_REFERENCE = saved({"model": {"module.ln_person.weight": torch.ones(4), "module.ln_person.bias": torch.zeros(4)},
+                         "iteration": 5})
+REFERENCE_CASES = [
+    ("text", b"model weights, honest\n", "not a torch checkpoint"),
+    ("empty", b"", "not a torch checkpoint (EOFError"),
+    ("truncated-zip", VALID_REFERENCE[: len(VALID_REFERENCE) // 2], "not a torch checkpoint"),
+    ("stack-underflow", b"\x80\x02a.", "not a torch checkpoint"),
+    ("memo-miss", b"\x80\x02h\x05.", "not a torch checkpoint"),
+    ("list", saved([1, 2]), "holds no state dict of tensors"),
+    ("numbers", saved({"model": {"a": 1, "b": "x"}}), "holds no state dict of tensors"),
+    ("unknown-names", saved({"bogus\nname": torch.zeros(2)}), "unknown names such as bogus\\nname"),
+    ("missing-keys", VALID_REFERENCE, "the reference weights lack"),
+]
+
+
+@pytest.mark.parametrize("case, content, message", REFERENCE_CASES, ids=[c[0] for c in REFERENCE_CASES])
+def test_bad_reference_file_is_one_line(tmp_path, case, content, message):
+    reference = tmp_path / "ref.pth"
+    reference.write_bytes(content)
+    out = tmp_path / "o.safetensors"
+    line = one_line_error(runner.invoke(app, ["import-reference", str(reference), "--model", "tiny-test", "--out", str(out)]))
+    assert line.startswith(f"error: {reference}") and message in line, line
+    assert reference.read_bytes() == content and not out.exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--split", "-1", "--split must be a split number of at least 0"), ("--dataset", "kinetics", "--dataset must be jhmdb"),
+])
+def test_bad_import_reference_flag(tmp_path, flag, value, message):
+    reference = tmp_path / "ref.pth"
+    reference.write_bytes(VALID_REFERENCE)
+    line = one_line_error(runner.invoke(app, ["import-reference", str(reference), "--out", str(tmp_path / "o.safetensors"), flag, value]))
+    assert message in line, line
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from stclip_cli.cards import build_model
+
+    return build_model(load_card("tiny-test"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.to(torch.int64), "is torch.int64"),
+    (lambda t: torch.full_like(t, float("inf")), "holds NaN or infinite values"),
+    (lambda t: t.flatten()[:1], "this model needs"),
+])
+def test_bad_reference_tensor_is_named(tiny_model, monkeypatch, change, message):
+    from stclip_cli import reference as ref
+
+    monkeypatch.setattr(ref, "to_stclip_names", dict)  # the model's own names: only the tensor checks speak
+    weights = {n: p.detach().clone() for n, p in tiny_model.named_parameters() if p.requires_grad}
+    name = sorted(weights)[0]
+    weights[name] = change(weights[name])
+    with pytest.raises(StclipError, match=f"reference tensor for {re.escape(name)} .*{message}"):
+        ref.load_reference_weights(tiny_model, weights)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzz_reference_import(tmp_path_factory, tiny_model, data):
+    """Random bytes, and a real torch.save file truncated, with bytes flipped or inserted: read_reference and
+    load_reference_weights succeed or raise StclipError. 500 examples, about 3 s."""
+    from stclip_cli.reference import load_reference_weights
+
+    kind = data.draw(st.sampled_from(["random", "truncate", "flip", "insert", "pickle"]))
+    raw = VALID_REFERENCE
+    if kind == "random":
+        content = data.draw(st.binary(max_size=256))
+    elif kind == "truncate":
+        content = raw[: data.draw(st.integers(0, len(raw)))]
+    elif kind == "flip":
+        content = bytearray(raw)
+        for _ in range(data.draw(st.integers(1, 4))):
+            at = data.draw(st.integers(0, len(raw) - 1))
+            content[at] ^= data.draw(st.integers(1, 255))
+        content = bytes(content)
+    elif kind == "insert":
+        at = data.draw(st.integers(0, len(raw)))
+        content = raw[:at] + data.draw(st.binary(min_size=1, max_size=8)) + raw[at:]
+    else:  # a legacy pickle stream: protocol header, random opcodes, STOP
+        content = b"\x80\x02" + data.draw(st.binary(max_size=24)) + b"."
+    path = tmp_path_factory.mktemp("fuzz") / "ref.pth"
+    path.write_bytes(content)
+    try:
+        load_reference_weights(tiny_model, read_reference(path))
+    except StclipError as err:
+        assert "\n" not in str(err)
