@@ -590,18 +590,18 @@ def train(
     out: Optional[Path] = typer.Option(None, help="run folder", show_default="runs/<dataset>-split<K>"),
     model: Optional[str] = typer.Option(None, help="model card", show_default="stclip-vitb16; ava: stclip-vitl14-ava"),
     clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file instead of the open_clip download"),
-    iterations: Optional[int] = typer.Option(None, show_default="3000; ava: 20000"),
+    iterations: Optional[int] = typer.Option(None, help="training steps in all (at least 1; with --resume, the total to reach)", show_default="3000; ava: 20000"),
     batch_size: int = typer.Option(8, help="keyframes per step (over all GPUs)"),
     lr: Optional[float] = typer.Option(None, help="base learning rate", show_default="2.5e-4; ava: 4e-4"),
-    momentum: float = typer.Option(0.9),
-    weight_decay: float = typer.Option(1e-7),
-    warmup_iters: Optional[int] = typer.Option(None, show_default="800; ava: 2000"),
-    warmup_factor: float = typer.Option(0.25),
+    momentum: float = typer.Option(0.9, help="SGD momentum (0 to below 1)"),
+    weight_decay: float = typer.Option(1e-7, help="SGD weight decay (L2)"),
+    warmup_iters: Optional[int] = typer.Option(None, help="steps of linear learning-rate warm-up (0: none)", show_default="800; ava: 2000"),
+    warmup_factor: float = typer.Option(0.25, help="learning rate at step 0, as a fraction of --lr (0 to 1)"),
     max_boxes: int = typer.Option(10, help="ground-truth boxes per keyframe at most (random subset)"),
-    seed: int = typer.Option(2),
-    checkpoint_every: int = typer.Option(500),
-    log_every: int = typer.Option(20),
-    workers: int = typer.Option(2, help="data-loading processes"),
+    seed: int = typer.Option(2, help="fixes initialisation, data order and box subsets (a resumed run continues exactly)"),
+    checkpoint_every: int = typer.Option(500, help="write <out>/last.safetensors every this many steps"),
+    log_every: int = typer.Option(20, help="append a row to <out>/metrics.jsonl every this many steps"),
+    workers: int = typer.Option(2, help="data-loading processes (0: load in the main process)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
     half: bool = typer.Option(False, help="bf16 autocast on GPU", metavar=""),
     resume: bool = typer.Option(False, help="continue from <out>/last.safetensors", metavar=""),
@@ -623,10 +623,7 @@ def train(
     if defaults is None:
         raise StclipError(f"unknown dataset '{dataset}': expected one of {', '.join(PAPER_DEFAULTS)}")
     options = pool_option(dataset, pool)
-    view = open_dataset(dataset, data_root, split, "train", **options)
-    if data_root is not None:  # recorded so that `stclip eval` with no flags finds the same data
-        options["data_root"] = str(data_root.resolve())
-    cfg = TrainConfig(
+    cfg = TrainConfig(  # checks every number flag, before the dataset or any model loads
         dataset=dataset.lower(), split=split, out=out or default_run_dir(dataset.lower(), split),
         model=model or defaults["model"], iterations=defaults["iterations"] if iterations is None else iterations, batch_size=batch_size,
         lr=defaults["lr"] if lr is None else lr, momentum=momentum, weight_decay=weight_decay,
@@ -634,6 +631,9 @@ def train(
         max_boxes=max_boxes, seed=seed, checkpoint_every=checkpoint_every, log_every=log_every, workers=workers,
         device=device, half=half, options=options,
     )
+    view = open_dataset(dataset, data_root, split, "train", **options)
+    if data_root is not None:  # recorded so that `stclip eval` with no flags finds the same data
+        options["data_root"] = str(data_root.resolve())
     _check_run_folder(cfg.out, read_sources([
         ("--data-root", data_root if data_root is not None else default_data_root(dataset.lower())),
         ("--clip-weights", clip_weights), ("--model", model if model and model.endswith((".yaml", ".yml")) else None)]))
@@ -695,6 +695,10 @@ def import_reference(
     from .cards import build_model, load_card, save_checkpoint
     from .reference import load_reference_weights, read_reference
 
+    if dataset is not None and dataset.lower() not in ("jhmdb", "ucf24", "ava"):
+        raise StclipError(f"--dataset must be jhmdb, ucf24 or ava (got {dataset[:40]!r})")
+    if split is not None and split < 0:
+        raise StclipError(f"--split must be a split number of at least 0 (got {split})")
     if out.exists():
         raise StclipError(f"{out} exists; stclip never replaces a file it did not write in this run: choose another --out")
     from .destinations import check_writable, plan_file, read_sources
@@ -707,8 +711,11 @@ def import_reference(
         raise StclipError(f"--model {model} is a training-free baseline; a reference checkpoint needs an ST-CLIP card")
     weights = read_reference(reference)
     net = build_model(card.replace(pretrained="none"))  # shapes only: the frozen CLIP comes from the card's tag at use
-    load_reference_weights(net, weights)
-    save_checkpoint(out, net, card, {"dataset": dataset, "split": split, "imported_from": str(reference), "step": None})
+    try:
+        load_reference_weights(net, weights)
+    except StclipError as err:  # the names and shapes inside: said with the file they come from
+        raise StclipError(f"{reference}: {err}") from None
+    save_checkpoint(out, net, card, {"dataset": dataset and dataset.lower(), "split": split, "imported_from": str(reference), "step": None})
     console.print(f"wrote {out} ({card.name}, {sum(p.numel() for p in net.parameters() if p.requires_grad):,} trainable weights)")
 
 

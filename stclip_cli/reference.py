@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import StclipError
+from .errors import StclipError, first_line
 
 # (reference pattern, stclip name); the first match wins, \1 is the layer index
 _RENAMES: list[tuple[str, str]] = [
@@ -48,28 +49,47 @@ _PREFIX = re.compile(r"^(?:module\.)*(?:roi_heads\.action\.text_feature_generato
 def read_reference(path: str | Path) -> dict[str, torch.Tensor]:
     """The flat reference state dict in a file: nested under ``model``/``state_dict`` or not (the reference's
     checkpointer writes ``{"model": ..., "optimizer": ..., ...}``), with the prefixes ``module.``,
-    ``roi_heads.action.text_feature_generator.`` and ``clipmodel.`` stripped."""
+    ``roi_heads.action.text_feature_generator.`` and ``clipmodel.`` stripped. Any file that is not one (text,
+    a truncated archive, a pickle of anything but tensors in plain containers) is one line naming it."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise StclipError(f"reference checkpoint not found: {path}")
+    if not path.is_file():
+        raise StclipError(f"reference checkpoint {path} is {'a folder' if path.is_dir() else 'not a regular file'}; give the .pth file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: the refusal below says it all
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        wanted = re.search(r"GLOBAL ([\w.]+)", str(err))
-        needs = f"it needs {wanted.group(1)}" if wanted else "it holds objects other than tensors and plain containers"
-        raise StclipError(f"{path}: refusing to unpickle: {needs}; only weights are imported") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise StclipError(f"{path}: not a torch checkpoint ({str(err).strip().splitlines()[0][:120]})") from None
+        text = str(err)
+        wanted = re.search(r"GLOBAL ([\w.]+)", text)
+        if wanted:
+            raise StclipError(f"{path}: refusing to unpickle: it needs {wanted.group(1)}; only weights are imported") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        raise StclipError(f"{path}: not a torch checkpoint ({_shown(reason.group(1) if reason else first_line(err))})") from None
+    except OSError as err:
+        raise StclipError(f"cannot read reference checkpoint {path}: {err.strerror or first_line(err)}") from None
+    except Exception as err:  # garbage bytes: pickle and torch raise KeyError, IndexError, struct.error, EOFError...
+        raise StclipError(f"{path}: not a torch checkpoint ({type(err).__name__}: {_shown(first_line(err))})") from None
     if isinstance(data, Mapping):
         for key in ("model", "state_dict", "reference_state_dict"):
             if isinstance(data.get(key), Mapping):
                 extra = {k: v for k, v in data.items() if k in ("ln_person", "adapter")}
                 data = {**data[key], **extra}
                 break
-    flat = _flatten(data) if isinstance(data, Mapping) else {}
+    try:
+        flat = _flatten(data) if isinstance(data, Mapping) else {}
+    except RecursionError:
+        raise StclipError(f"{path}: its containers nest too deeply for a state dict") from None
     if not flat:
         raise StclipError(f"{path}: holds no state dict of tensors")
     return {_PREFIX.sub("", k): v for k, v in flat.items()}
+
+
+def _shown(name: str) -> str:
+    """A name from a file, printable and short, for a one-line message."""
+    text = ascii(name)[1:-1]
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
@@ -96,7 +116,7 @@ def to_stclip_names(reference: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
         else:
             unknown.append(key)
     if unknown:
-        raise StclipError(f"not an ST-CLIP reference state dict: unknown names such as {', '.join(unknown[:3])}")
+        raise StclipError(f"not an ST-CLIP reference state dict: unknown names such as {', '.join(_shown(k) for k in unknown[:3])}")
     return out
 
 
@@ -112,11 +132,16 @@ def load_reference_weights(model: torch.nn.Module, reference: Mapping[str, torch
     if missing:
         raise StclipError(f"the reference weights lack {len(missing)} of this model's tensors, e.g. {missing[0]}")
     for name in sorted(wanted):
-        if mapped[name].shape != params[name].shape:
+        value = mapped[name]
+        if value.layout != torch.strided or not value.is_floating_point():
+            raise StclipError(f"reference tensor for {name} is {value.dtype} ({value.layout}), not dense floating-point weights")
+        if value.shape != params[name].shape:
             raise StclipError(
-                f"reference tensor for {name} has shape {tuple(mapped[name].shape)}, this model needs "
+                f"reference tensor for {name} has shape {tuple(value.shape)}, this model needs "
                 f"{tuple(params[name].shape)}: pick the --model/--backbone the reference was trained with"
             )
+        if not bool(torch.isfinite(value).all()):
+            raise StclipError(f"reference tensor for {name} holds NaN or infinite values; it cannot score")
     with torch.no_grad():
         for name in wanted:
             params[name].copy_(mapped[name])

@@ -8,6 +8,7 @@ takes its share of each global batch of keyframes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -21,9 +22,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from .cards import ModelCard, build_model, load_card, load_tensors, read_metadata, save_checkpoint
+from .cards import ModelCard, build_model, card_from_dict, load_card, load_tensors, read_metadata, save_checkpoint
 from .data.common import DatasetView, KeyframeDataset, collate
-from .errors import StclipError
+from .errors import StclipError, first_line
 from .losses import action_loss
 from .model.base import ActionModel
 from .preprocess import ClipPreprocess
@@ -65,6 +66,31 @@ class TrainConfig:
     device: str = "auto"
     half: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Every number in range, named by its flag: one line before the dataset or any model loads, never a
+        division by zero, a silent zero-step run or a worker count the DataLoader rejects with a traceback."""
+        for flag, value, low, high in (
+            ("--iterations", self.iterations, 1, None), ("--batch-size", self.batch_size, 1, None),
+            ("--max-boxes", self.max_boxes, 1, None), ("--checkpoint-every", self.checkpoint_every, 1, None),
+            ("--log-every", self.log_every, 1, None), ("--warmup-iters", self.warmup_iters, 0, None),
+            ("--workers", self.workers, 0, 128), ("--seed", self.seed, 0, 2**32 - 1),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+                within = f"from {low} to {high}" if high is not None else f"of at least {low}"
+                raise StclipError(f"{flag} must be a whole number {within} (got {value})")
+        for flag, value, low, high, what in (
+            ("--lr", self.lr, 0.0, None, "above 0"), ("--momentum", self.momentum, 0.0, 1.0, "from 0 to below 1"),
+            ("--weight-decay", self.weight_decay, 0.0, None, "of at least 0"),
+            ("--warmup-factor", self.warmup_factor, 0.0, 1.0, "from 0 to 1"), ("gamma", self.gamma, 0.0, None, "of at least 0"),
+        ):
+            bad = not isinstance(value, (int, float)) or not math.isfinite(value) or value < low
+            bad = bad or (flag == "--lr" and value == 0) or (high is not None and (value >= high if flag == "--momentum" else value > high))
+            if bad:
+                raise StclipError(f"{flag} must be a number {what} (got {value})")
 
     def for_metadata(self) -> dict[str, Any]:
         """JSON-ready copy."""
@@ -183,7 +209,8 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids)
 
     def resume(self) -> None:
-        """Restore weights, momentum buffers and the step from ``out/last.safetensors``."""
+        """Restore weights, momentum buffers and the step from ``out/last.safetensors``; a checkpoint of another
+        run, card or class list, or one lacking a tensor or with a wrong shape, is one line naming the file."""
         path = self.cfg.out / LAST
         if not path.is_file():
             raise StclipError(f"nothing to resume: {path} does not exist (drop --resume to start a new run)")
@@ -191,15 +218,39 @@ class Trainer:
         for key in ("dataset", "split"):
             if meta.get(key) != getattr(self.cfg, key):
                 raise StclipError(f"{path} is a {meta.get('dataset')} split {meta.get('split')} run; it cannot resume {self.cfg.dataset} split {self.cfg.split}")
+        stored = card_from_dict(meta["card"], f"in checkpoint {path}")
+        diffs = [f"{k} {getattr(stored, k)} (this run: {getattr(self.card, k)})" for k in _RESUME_KEYS if getattr(stored, k) != getattr(self.card, k)]
+        if diffs:
+            raise StclipError(f"{path} was trained with {'; '.join(diffs)}; resume with the run's --model")
+        if "classes" in meta and meta["classes"] != self.view.classes:
+            raise StclipError(f"{path} was trained on other classes than this run's {self.view.subset} classes; check --data-root")
+        step = meta.get("step")
+        if step is None:
+            raise StclipError(f"{path} records no training step (not written by `stclip train`); it cannot be resumed")
+        if step >= self.cfg.iterations:
+            raise StclipError(f"{path} is already at step {step}; --iterations {self.cfg.iterations} leaves nothing to train: pass more")
         tensors = load_tensors(path)
+        for prefix, required in (("model.", True), ("optim.", False)):
+            for name, p in zip(self.names, self.params):
+                key = prefix + name
+                if key not in tensors:
+                    if required:
+                        raise StclipError(f"{path} lacks tensor {key}; it is not a checkpoint of this model")
+                    continue
+                if tuple(tensors[key].shape) != tuple(p.shape) or not tensors[key].is_floating_point():
+                    raise StclipError(f"{path}: tensor {key} is {tensors[key].dtype} {tuple(tensors[key].shape)}, this model needs {tuple(p.shape)}")
+        rng = tensors.get("rng.torch")
+        state = torch.get_rng_state()
+        if rng is not None and (rng.dtype != state.dtype or rng.shape != state.shape):
+            raise StclipError(f"{path}: tensor rng.torch is {rng.dtype} {tuple(rng.shape)}, not a torch random state")
         with torch.no_grad():
             for name, p in zip(self.names, self.params):
                 p.copy_(tensors[f"model.{name}"])
                 if f"optim.{name}" in tensors:
                     self.optimizer.state[p]["momentum_buffer"] = tensors[f"optim.{name}"].to(self.device).clone()
-        if "rng.torch" in tensors:
-            torch.set_rng_state(tensors["rng.torch"])
-        self.step = int(meta["step"])
+        if rng is not None:
+            torch.set_rng_state(rng)
+        self.step = step
 
     def save(self, name: str) -> None:
         """Atomically write a checkpoint with everything needed to resume (rank 0 only)."""
@@ -234,8 +285,9 @@ class Trainer:
                             generator=torch.Generator().manual_seed(cfg.seed))
         log = (cfg.out / METRICS).open("a") if self.rank == 0 else None
         started, window_loss, window_steps = time.perf_counter(), 0.0, 0
+        batches = iter(loader)
         try:
-            for batch in loader:
+            while (batch := _next_batch(batches)) is not None:
                 lr = learning_rate(self.step, cfg)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -247,7 +299,10 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 self.step += 1
-                window_loss += float(loss.detach())
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise StclipError(f"training diverged at step {self.step} (loss {value}); lower --lr and start a new run")
+                window_loss += value
                 window_steps += 1
                 if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
                     elapsed = time.perf_counter() - started
@@ -260,15 +315,46 @@ class Trainer:
                         on_step(self.step, row)
                     started, window_loss, window_steps = time.perf_counter(), 0.0, 0
                 elif on_step is not None:
-                    on_step(self.step, {"loss": float(loss), "lr": lr})
+                    on_step(self.step, {"loss": value, "lr": lr})
                 if self.step % cfg.checkpoint_every == 0:
                     self.save(LAST)
         finally:
+            # workers stop now, also after an error: a traceback may keep the iterator alive, and its workers with it
+            getattr(batches, "_shutdown_workers", lambda: None)()
+            del batches
             if log is not None:
                 log.close()
         self.save(LAST)
         self.save(FINAL)
         return cfg.out / FINAL
+
+
+# card fields a resumed run must share with the checkpoint (its name and file may differ)
+_RESUME_KEYS = ("kind", "backbone", "pretrained", "window", "lora_rank", "lora_alpha", "interest_k", "rho_init", "temperature", "multi_label")
+
+
+def _next_batch(batches: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
+    """The next batch, or None at the end; a data-loading worker's error becomes one line (torch re-raises it
+    with the worker's whole traceback in its message)."""
+    try:
+        return next(batches)
+    except StopIteration:
+        return None
+    except StclipError as err:
+        raise StclipError(_worker_line(err)) from None
+    except (RuntimeError, OSError, ValueError, TypeError, KeyError, IndexError, MemoryError) as err:
+        raise StclipError(f"data loading failed: {_worker_line(err)}") from None
+
+
+def _worker_line(err: BaseException) -> str:
+    """The original message of an exception a DataLoader worker raised: the last line of the traceback torch puts
+    in its message, without the exception's module (``StclipError: `` dropped), else the message's first line."""
+    text = str(err).strip()
+    if "Original Traceback" not in text:
+        return first_line(err)
+    name, _, message = text.splitlines()[-1].partition(": ")
+    short = name.rsplit(".", 1)[-1]
+    return message if short == "StclipError" else f"{short}: {message}" if message else short
 
 
 def _distributed_setup() -> tuple[int, int]:

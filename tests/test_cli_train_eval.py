@@ -69,8 +69,14 @@ def test_training_learns_and_eval_runs_with_no_flags(tmp_path, data_root, monkey
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STCLIP_DATA", str(data_root.parent))
     (data_root.parent / "jhmdb").exists() or (data_root.parent / "jhmdb").symlink_to(data_root)
-    untrained = invoke("train", *TRAIN, "--iterations", "0", "--out", tmp_path / "untrained")
-    assert untrained.exit_code == 0, untrained.output
+    # an untrained checkpoint, written directly: `train --iterations 0` is refused (a "final" run of no steps)
+    from stclip_cli.cards import build_model, load_card, save_checkpoint
+
+    torch.manual_seed(2)
+    card = load_card("tiny-test")
+    (tmp_path / "untrained").mkdir()
+    save_checkpoint(tmp_path / "untrained" / "final.safetensors", build_model(card), card, {"dataset": "jhmdb", "split": 1, "step": 0})
+    assert invoke("train", *TRAIN, "--iterations", "0", "--out", tmp_path / "zero").exit_code == 1
     assert json.loads(__import__("safetensors").safe_open(str(tmp_path / "untrained" / "final.safetensors"), "pt").metadata()["stclip"])["step"] == 0
     before = invoke("eval", "--checkpoint", tmp_path / "untrained" / "final.safetensors", "--gt-boxes", "--subset", "train",
                     "--quiet", "--json", tmp_path / "before.json")

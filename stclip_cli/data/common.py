@@ -179,6 +179,17 @@ class KeyframeDataset(Dataset):
         return torch.Generator().manual_seed((self.seed * 1_000_003 + base * 7_919 + index) % (2**63))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        """One keyframe's item; any failure to read its frames is a one-line StclipError naming the video and
+        frame (in a DataLoader worker too, whose errors reach the trainer as text)."""
+        try:
+            return self._item(index)
+        except StclipError:
+            raise
+        except (OSError, ValueError, cv2.error, MemoryError) as err:
+            v, frame = self.items[index][:2]
+            raise StclipError(f"cannot read keyframe {frame} of video {self.videos[v].name}: {first_line(err)}") from None
+
+    def _item(self, index: int) -> dict[str, Any]:
         v, frame, boxes, labels = self.items[index]
         video = self.videos[v]
         if len(boxes) > self.max_boxes:
