@@ -53,7 +53,7 @@ def settings_for(card_name: str, work: Path, boxes: Path, stride: int):
     from stclip_cli.corpus import CorpusSettings
     from stclip_cli.detection import BoxesFile
     from stclip_cli.model.clip_backbone import register_model_configs
-    from stclip_cli.outputs import ModelInfo
+    from stclip_cli.records import ModelInfo
     from stclip_cli.predictor import DetectOptions
 
     register_model_configs()

@@ -53,7 +53,8 @@ def run_one(video: Path, args: argparse.Namespace) -> dict:
 
     from stclip_cli.cards import build_model, load_card
     from stclip_cli.detection import YoloPersonDetector
-    from stclip_cli.outputs import JsonSink, ModelInfo, VideoSink
+    from stclip_cli.outputs import JsonSink, VideoSink
+    from stclip_cli.records import ModelInfo
     from stclip_cli.predictor import DetectOptions, Predictor
     from stclip_cli.scoring import Scorer
     from stclip_cli import predictor as predictor_module
@@ -99,7 +100,7 @@ def run_one(video: Path, args: argparse.Namespace) -> dict:
 
     class TimedSource:
         def __init__(self, source):
-            self.source, self.info = source, source.info
+            self.source, self.info, self.live = source, source.info, source.live
 
         def __iter__(self):
             return timed_iter("decode", self.source)

@@ -273,8 +273,9 @@ def detect(
     clip_source(card.backbone, card.pretrained, clip_weights)  # fetch or fail now, before the pipeline's imports
 
     from .cards import build_scoring_model, precision
-    from .outputs import ModelInfo, plan_sinks
+    from .outputs import plan_sinks
     from .predictor import DetectOptions, Predictor
+    from .records import ModelInfo
     from .scoring import Scorer
 
     net = build_scoring_model(card, clip_weights, _device(device), int8)
@@ -462,7 +463,7 @@ def _detect_corpus(specs: list[str], names: list[str], *, parquet: Optional[Path
     from .corpus import CorpusSettings, execute, prepare
     from .model.base import check_fits
     from .model.clip_backbone import register_model_configs
-    from .outputs import ModelInfo
+    from .records import ModelInfo
     from .weights import clip_source
 
     if parquet is None:

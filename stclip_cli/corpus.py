@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .cards import ModelCard
 from .destinations import Source, Target, is_folder_spec, plan_outputs, refuse_inputs
 from .errors import StclipError, first_line
-from .outputs import ModelInfo
+from .records import ModelInfo
 from .predictor import DetectOptions, Predictor
 
 if TYPE_CHECKING:  # pyarrow comes with Ray: imported once require_ray has passed

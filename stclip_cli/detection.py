@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
@@ -17,14 +18,21 @@ from stclip_cli.errors import StclipError, first_line
 from stclip_cli.quiet import quiet_logger
 
 
-class PersonDetector(Protocol):
-    """Anything that gives person boxes for a batch of frames (one call per batch).
+class PersonDetector(ABC):
+    """What gives person boxes for a batch of frames (one call per batch).
 
     ``images`` are HxWx3 uint8 RGB; ``indices`` are their frame indices, which a boxes file needs and a
     detector ignores. Returns one ``sv.Detections`` per image: xyxy float32 pixels, confidence or None.
     """
 
-    def detect(self, images: list[np.ndarray], indices: Sequence[int] | None = None) -> list[sv.Detections]: ...
+    @abstractmethod
+    def detect(self, images: list[np.ndarray], indices: Sequence[int] | None = None) -> list[sv.Detections]:
+        """One ``sv.Detections`` per image."""
+
+    def check_frames(self, num_frames: int) -> str | None:
+        """A warning when the detector cannot cover a video of ``num_frames`` frames (a boxes file for frames the
+        video lacks); a detector that looks at the pixels covers any video: None."""
+        return None
 
 
 def clip_to_frame(detections: sv.Detections, width: int, height: int) -> sv.Detections:
@@ -63,7 +71,7 @@ def _empty() -> sv.Detections:
     return sv.Detections(xyxy=np.empty((0, 4), dtype=np.float32), confidence=np.empty(0, dtype=np.float32))
 
 
-class YoloPersonDetector:
+class YoloPersonDetector(PersonDetector):
     """An ultralytics YOLO restricted to the person class, run batched over a list of frames.
 
     ``model`` is a local .pt file, an ultralytics name it may download (``yolo11n.pt``) or a .yaml
@@ -180,7 +188,7 @@ BOXES_FORMATS = {
 Row = tuple[list[float], float | None, int | None]  # one box: xyxy pixels, detector score, track id
 
 
-class BoxesFile:
+class BoxesFile(PersonDetector):
     """Precomputed person boxes read from a file, served by frame index.
 
     ``format`` is one of ``BOXES_FORMATS``; by default the file's structure decides, and only between formats that

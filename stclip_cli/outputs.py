@@ -9,13 +9,12 @@ import io
 import json
 import math
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any, Literal, Self
+from typing import IO, Any, Self
 
 import av
 import cv2
@@ -24,47 +23,12 @@ import supervision as sv
 
 from stclip_cli.destinations import STDOUT, Destination, Target, classify
 from stclip_cli.errors import StclipError
+from stclip_cli.records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
 from stclip_cli.render import FrameRenderer
-from stclip_cli.video import VideoInfo
-
-SCORES = "scores"
 
 
-@dataclass
-class FrameResult:
-    """One frame's result, the record every sink receives.
-
-    ``detections``: xyxy boxes in original pixels, confidence = detector scores (or None), tracker_id (or
-    None; negative ids mean untracked) and ``data["scores"]`` float32 (n, C) action probabilities.
-    ``keyframe`` is False for frames that carry the previous keyframe's boxes and scores. ``image`` is the
-    frame's RGB pixels, needed by the video sink only. ``arrival``: when the frame came out of the decoder
-    (``Frame.arrival``, ``time.monotonic()``), for its result's latency.
-    """
-
-    index: int
-    time: float
-    detections: sv.Detections
-    keyframe: bool = True
-    image: np.ndarray | None = None
-    arrival: float | None = None
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """The "model" object of the JSON output: what produced the scores, how they were normalised, the arithmetic
-    (fp32, bf16 on GPU, int8 on CPU), and a note when the model is a stand-in (the training-free baseline scoring
-    because ST-CLIP had no checkpoint)."""
-
-    name: str
-    backbone: str
-    checkpoint: str | None
-    mode: Literal["softmax", "sigmoid"]
-    note: str | None = None
-    precision: Literal["fp32", "bf16", "int8"] = "fp32"
-
-
-class _Sink(ABC):
-    """What the sinks share: a ``Destination`` (temporary file then rename, a device or FIFO written directly, or
+class FileSink(Sink):
+    """What the file sinks share: a ``Destination`` (temporary file then rename, a device or FIFO written directly, or
     standard output), opened per video, committed on ``close``, discarded on ``abort``."""
 
     def __init__(self, target: Target | str | Path) -> None:
@@ -83,22 +47,6 @@ class _Sink(ABC):
             self.close()
         else:
             self.abort()
-
-    @abstractmethod
-    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
-        """Start writing one video's output."""
-
-    @abstractmethod
-    def write(self, result: FrameResult) -> None:
-        """Add one frame's result."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Finish the output and put it in place."""
-
-    @abstractmethod
-    def abort(self) -> None:
-        """Stop; nothing appears under the final name and no temporary file is left."""
 
 
 def _track_id(detections: sv.Detections, i: int) -> int | None:
@@ -123,7 +71,7 @@ def _scores(detections: sv.Detections, num_actions: int) -> np.ndarray:
     return scores
 
 
-class _TextSink(_Sink):
+class _TextSink(FileSink):
     """A sink streaming text to its destination; ``trailer`` is written just before it is put in place."""
 
     trailer = ""
@@ -288,7 +236,7 @@ def person_label(detections: sv.Detections, i: int, actions: list[str], top_k: i
     return "\n".join(lines)
 
 
-class VideoSink(_Sink):
+class VideoSink(FileSink):
     """An annotated copy of the input (every frame, at the source's own timestamps) with boxes and top-k labels.
 
     The stream is H.264 (or MPEG-4 Part 2 without libx264) in yuv420p, which every common player decodes. 4:2:0
@@ -387,7 +335,7 @@ class VideoSink(_Sink):
         self.destination.discard()
 
 
-def plan_sinks(plan: Mapping[str, Target], top_k: int = 2, video: str | None = None) -> list[_Sink]:
+def plan_sinks(plan: Mapping[str, Target], top_k: int = 2, video: str | None = None) -> list[FileSink]:
     """The sinks of one video from its planned targets (destinations.plan_outputs): json, jsonl, csv, video, plot.
 
     ``video``: what the JSON calls the video when not the path it is decoded from (see ``JsonSink``).

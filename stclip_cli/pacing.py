@@ -10,8 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .outputs import FrameResult, ModelInfo
-from .video import Frame, VideoInfo
+from .records import Frame, FrameResult, ModelInfo, Sink, VideoInfo
 
 PERIOD_S = 1.0  # seconds (of video, or of wall time when behind) between two judgements of the load
 HIGH_LOAD = 0.75  # busier than this share of real time: fewer keyframes (the margin drains a backlog)
@@ -102,7 +101,7 @@ class AdaptiveStride:
                 self.warn(text)
 
 
-class PaceMeter:
+class PaceMeter(Sink):
     """A sink that writes nothing and measures, for the summary, each scored frame's latency (its arrival from the
     decoder to its result) and the stride (frames since the previous scored frame)."""
 

@@ -18,9 +18,9 @@ import supervision as sv
 
 from .detection import PersonDetector, clip_to_frame, fp_filter
 from .inputs import StreamInput
-from .outputs import SCORES, FrameResult, ModelInfo
+from .records import SCORES, Frame, FrameResult, ModelInfo, Sink, VideoInfo
 from .scoring import KeyframeRequest, Scorer
-from .video import Frame, VideoInfo, VideoSource, open_video
+from .video import VideoSource, open_video
 from .windows import EveryNth, KeyframeSchedule, Window, iter_windows
 
 
@@ -68,7 +68,7 @@ class Predictor:
         self.scorer = scorer
         self.options = options
 
-    def run(self, path: Path | StreamInput, sinks: Sequence, model: ModelInfo, on_frames: Callable[[int], None] | None = None,
+    def run(self, path: Path | StreamInput, sinks: Sequence[Sink], model: ModelInfo, on_frames: Callable[[int], None] | None = None,
             on_start: Callable[[VideoInfo], None] | None = None) -> VideoSummary:
         """Process one video; every sink gets ``open``, a ``write`` per frame and ``close`` (``abort`` on failure)."""
         source = open_video(path, self.options.fps)
@@ -77,15 +77,14 @@ class Predictor:
             with source:
                 if on_start is not None:
                     on_start(source.info)
-                check_frames = getattr(self.detector, "check_frames", None)  # a boxes file: frames the video lacks
-                if check_frames is not None and (warning := check_frames(source.info.num_frames)):
+                if warning := self.detector.check_frames(source.info.num_frames):  # a boxes file: frames it lacks
                     summary.warnings.append(warning)
                 for sink in sinks:
                     sink.open(source.info, self.scorer.actions, model)
                 if self.options.single_action:
                     self._run_voted(source, path, sinks, summary, on_frames)
                 else:
-                    drawn = any(getattr(sink, "needs_images", False) for sink in sinks)
+                    drawn = any(sink.needs_images for sink in sinks)
                     for result in self._results(source, summary, on_frames, drawn):
                         for sink in sinks:
                             sink.write(result)
@@ -97,7 +96,7 @@ class Predictor:
             raise
         return summary
 
-    def _run_voted(self, source: VideoSource, path: Path, sinks: Sequence, summary: VideoSummary,
+    def _run_voted(self, source: VideoSource, path: Path, sinks: Sequence[Sink], summary: VideoSummary,
                    on_frames: Callable[[int], None] | None) -> None:
         """Soft voting: average every person's probabilities over the video, give that to every detection."""
         kept = [FrameResult(r.index, r.time, r.detections, r.keyframe) for r in self._results(source, summary, on_frames, False)]
@@ -107,7 +106,7 @@ class Predictor:
             for r in kept:
                 if len(r.detections):
                     r.detections.data[SCORES] = np.broadcast_to(vote, r.detections.data[SCORES].shape).copy()
-        needs_pixels = [s for s in sinks if getattr(s, "needs_images", False)]
+        needs_pixels = [s for s in sinks if s.needs_images]
         if needs_pixels:
             with open_video(path, self.options.fps) as again:
                 for frame, result in zip(again, kept):
@@ -141,7 +140,7 @@ class Predictor:
         frames = self._ingested(source, drawn, schedule)
         windows = iter_windows(frames, self.scorer.model.window, schedule)
         # a live source scores each keyframe as soon as its window is complete: latency before throughput
-        size = 1 if getattr(source, "live", False) else self.batch_size(source.info, drawn)
+        size = 1 if source.live else self.batch_size(source.info, drawn)
         for batch in _batches(windows, size):
             keys = [w.key for w in batch]
             found = self.detector.detect([k.image for k in keys], [k.index for k in keys])

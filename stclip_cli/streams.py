@@ -27,7 +27,8 @@ import av
 from .errors import StclipError, Terminated
 from .inputs import WEBCAM, StreamInput
 from .pacing import AdaptiveStride
-from .video import Frame, PyAVSource, _reason
+from .records import Frame
+from .video import PyAVSource, _reason
 from .windows import EveryNth, KeyframeSchedule
 
 MAX_KEYFRAME_GAP_S = 1.0  # a live source kept up with still gets at least one scored frame per second of video

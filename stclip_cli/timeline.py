@@ -24,8 +24,8 @@ import numpy as np
 
 from .destinations import Destination, Target, classify
 from .errors import StclipError
-from .outputs import SCORES, FrameResult, ModelInfo, _Sink
-from .video import VideoInfo
+from .outputs import FileSink
+from .records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
 
 UNTRACKED = "untracked"
 NOBODY = "nobody found"
@@ -367,7 +367,7 @@ def timeline_text(timeline: Timeline, width: int = 60, max_rows: int = MAX_TEXT_
     return Group(*parts)
 
 
-class TimelineCollector:
+class TimelineCollector(Sink):
     """A sink that keeps a video's keyframe log (top action per person, no pixels) and writes nothing: the terminal
     summary's source, and what ``TimelineSink`` renders."""
 
@@ -406,7 +406,7 @@ class TimelineCollector:
         """Nothing was written."""
 
 
-class TimelineSink(_Sink):
+class TimelineSink(FileSink):
     """The timeline PNG of one video (``--plot``): logs keyframes as they come and renders at ``close``, through a
     ``Destination`` like every sink (temporary file then rename; a device or FIFO directly); ``abort`` leaves
     nothing."""

@@ -28,7 +28,7 @@ from stclip_cli.corpus import (FAILURES_NAME, CorpusSettings, Resources, VideoWo
 from stclip_cli.corpus_inputs import VideoRef
 from stclip_cli.detection import BoxesFile
 from stclip_cli.errors import StclipError
-from stclip_cli.outputs import ModelInfo
+from stclip_cli.records import ModelInfo
 from stclip_cli.predictor import DetectOptions
 from stclip_cli.rows import RowsSink
 
@@ -227,7 +227,7 @@ def test_done_means_every_output_in_place_with_this_runs_stamp(tmp_path):
     (tmp_path / "json").mkdir()
     (tmp_path / "json" / "a.json").write_text("{}")
     assert not job.done(stamp)  # its rows are missing
-    from stclip_cli.video import VideoInfo
+    from stclip_cli.records import VideoInfo
 
     sink = RowsSink(job.plan["parquet"], stamp=stamp)
     sink.open(VideoInfo(video, 96, 64, 10.0, 3, 0), ["clap"], ModelInfo("m", "b", None, "softmax"))

@@ -16,9 +16,10 @@ from conftest import write_vfr_video
 from stclip_cli import outputs
 from stclip_cli.errors import StclipError
 from stclip_cli.destinations import check_writable
-from stclip_cli.outputs import CsvSink, FrameResult, JsonSink, ModelInfo, VideoSink, person_label
+from stclip_cli.outputs import CsvSink, JsonSink, VideoSink, person_label
+from stclip_cli.records import FrameResult, ModelInfo, VideoInfo
 from stclip_cli.render import FrameRenderer
-from stclip_cli.video import VideoInfo, open_video
+from stclip_cli.video import open_video
 
 ACTIONS = ["brush teeth", "fishing"]
 MODEL = ModelInfo(name="stclip", backbone="ViT-B-16", checkpoint=None, mode="softmax")

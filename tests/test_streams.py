@@ -29,12 +29,12 @@ from stclip_cli.cards import build_model, load_card
 from stclip_cli.destinations import Target, plan_outputs, stream_stem
 from stclip_cli.detection import BoxesFile
 from stclip_cli.errors import StclipError
-from stclip_cli.outputs import FrameResult, JsonLinesSink, ModelInfo, VideoSink
+from stclip_cli.outputs import JsonLinesSink, VideoSink
 from stclip_cli.pacing import AdaptiveStride, PaceMeter
 from stclip_cli.predictor import DetectOptions, Predictor
 from stclip_cli.scoring import Scorer
 from stclip_cli.inputs import StreamInput, check_inputs, is_stream
-from stclip_cli.video import Frame, VideoInfo
+from stclip_cli.records import Frame, FrameResult, ModelInfo, VideoInfo
 from test_cli_detect import ACTIONS, base_args, boxes_file, detect, one_line_error
 
 MODEL = ModelInfo("tiny-test", "stclip-tiny-test", None, "softmax")

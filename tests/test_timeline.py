@@ -16,12 +16,11 @@ from typer.testing import CliRunner
 
 from stclip_cli import cli, timeline
 from stclip_cli.errors import StclipError
-from stclip_cli.outputs import FrameResult, ModelInfo
+from stclip_cli.records import FrameResult, ModelInfo, VideoInfo
 from stclip_cli.timeline import (
     NOBODY, UNTRACKED, KeyframeLog, Lane, TimelineCollector, TimelineSink, binned, image_size, read_result, render_png,
     timeline_from_result, timeline_text,
 )
-from stclip_cli.video import VideoInfo
 from test_cli_detect import ACTIONS, base_args, boxes_file, detect, one_line_error
 
 runner = CliRunner()
