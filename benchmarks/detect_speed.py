@@ -96,7 +96,7 @@ def run_one(video: Path, args: argparse.Namespace) -> dict:
         return [d[np.argsort(-d.confidence)[: args.persons]] for d in detect(images, indices)]
 
     detector.detect = timed("detect", top_boxes)
-    original_open = predictor_module.open_video
+    original_open = predictor_module.open_source
 
     class TimedSource:
         def __init__(self, source):
@@ -111,7 +111,7 @@ def run_one(video: Path, args: argparse.Namespace) -> dict:
         def __exit__(self, *exc):
             self.source.close()
 
-    predictor_module.open_video = lambda p, fps=None: TimedSource(original_open(p, fps))
+    predictor_module.open_source = lambda p, fps=None: TimedSource(original_open(p, fps))
     out = Path(tempfile.mkdtemp())
     sinks = [JsonSink(out / "out.json"), VideoSink(out / "out.mp4")]
     for sink in sinks:

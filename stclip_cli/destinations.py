@@ -9,7 +9,7 @@ Writing: a regular file (or a symlink to one, written through to its target) is 
 file beside it, then renamed over it, so an interrupted run (Ctrl-C, SIGTERM, disk full) never leaves a
 half-written file under the final name nor a temporary file; a new file gets the umask's permissions and a
 replaced one keeps its own. Character devices and FIFOs are written directly (there is nothing to rename), and
-``-`` is standard output.
+``-`` is standard output. ``FileSink`` is the base of every sink that writes through a ``Destination``.
 
 Streams (inputs that are not files: a URL, a webcam, ``-`` for standard input) may never end, so their results leave
 as they are produced: their JSON Lines and annotated video are written directly into the target file (``direct``),
@@ -29,10 +29,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 from urllib.parse import unquote, urlparse
 
 from .errors import StclipError
+from .records import Sink
 
 STDOUT = "-"
 
@@ -443,6 +444,28 @@ class Destination:
         except OSError as err:
             reason = (err.strerror or str(err) or errno.errorcode.get(err.errno or 0, "I/O error")).lower()
             raise StclipError(f"cannot write {self.name}: {reason}") from None
+
+
+class FileSink(Sink):
+    """What the file sinks share: a ``Destination`` (temporary file then rename, a device or FIFO written directly, or
+    standard output), opened per video, committed on ``close``, discarded on ``abort``."""
+
+    def __init__(self, target: Target | str | Path) -> None:
+        self.destination = Destination(target if isinstance(target, Target) else classify(Path(target), "output"))
+
+    @property
+    def path(self) -> Path | None:
+        """The output's path as given (None for standard output)."""
+        return self.destination.target.path
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def _sync(path: Path) -> None:

@@ -1,6 +1,6 @@
 """What an input names: a file or folder (a ``Path``) or a stream (a ``StreamInput``: a URL, a webcam, ``-`` for
 standard input), and which inputs cannot work together. Light on purpose: the CLI checks inputs before any heavy
-module (PyAV, OpenCV, torch) loads; streams.py opens them."""
+module (PyAV, OpenCV, torch) loads; sources.py opens them."""
 
 from __future__ import annotations
 
@@ -84,14 +84,6 @@ class StreamInput:
     def note(self, text: str) -> None:
         """Pass on a one-line note."""
         (self.on_note or _stderr("note"))(text)
-
-    def probe(self) -> None:
-        """Open and close it: a dead URL fails now, within ``timeout``, before any model loads (standard input
-        cannot be read twice and is not probed)."""
-        if self.kind != "stdin":
-            from .streams import open_stream
-
-            open_stream(self).close()
 
 
 def _stderr(level: str) -> Callable[[str], None]:

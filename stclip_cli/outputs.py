@@ -1,6 +1,6 @@
 """Result sinks (JSON, JSON Lines, AVA-style CSV, annotated video), each writing through a ``Destination``
 (destinations.py): a temporary file renamed into place, a stream's file written in place, a device or FIFO written
-directly, or standard output."""
+directly, or standard output; and a live source's pace meter, which writes nothing."""
 
 from __future__ import annotations
 
@@ -9,44 +9,26 @@ import io
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Any
 
 import av
 import cv2
 import numpy as np
 import supervision as sv
 
-from stclip_cli.destinations import STDOUT, Destination, Target, classify
+from stclip_cli.destinations import STDOUT, Destination, FileSink, Target, classify
 from stclip_cli.errors import StclipError
 from stclip_cli.records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
 from stclip_cli.render import FrameRenderer
+from stclip_cli.timeline import TimelineSink
 
-
-class FileSink(Sink):
-    """What the file sinks share: a ``Destination`` (temporary file then rename, a device or FIFO written directly, or
-    standard output), opened per video, committed on ``close``, discarded on ``abort``."""
-
-    def __init__(self, target: Target | str | Path) -> None:
-        self.destination = Destination(target if isinstance(target, Target) else classify(Path(target), "output"))
-
-    @property
-    def path(self) -> Path | None:
-        """The output's path as given (None for standard output)."""
-        return self.destination.target.path
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+LATENCIES_KEPT = 100_000  # the pace meter's latency percentiles are over the last this-many scored frames
 
 
 def _track_id(detections: sv.Detections, i: int) -> int | None:
@@ -335,13 +317,61 @@ class VideoSink(FileSink):
         self.destination.discard()
 
 
+class PaceMeter(Sink):
+    """A sink that writes nothing and measures, for the summary, each scored frame's latency (its arrival from the
+    decoder to its result) and the stride (frames since the previous scored frame)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._reset()
+
+    def _reset(self) -> None:
+        self.latencies: deque[float] = deque(maxlen=LATENCIES_KEPT)
+        self.frames = self.scored = 0
+        self.strides: set[int] = set()
+        self._last_key: int | None = None
+
+    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
+        """Start measuring one video."""
+        self._reset()
+
+    def write(self, result: FrameResult) -> None:
+        """Count every frame; time each scored one."""
+        self.frames += 1
+        if not result.keyframe:
+            return
+        self.scored += 1
+        if result.arrival is not None:
+            self.latencies.append(self.clock() - result.arrival)
+        if self._last_key is not None:
+            self.strides.add(result.index - self._last_key)
+        self._last_key = result.index
+
+    def close(self) -> None:
+        """Nothing to finish."""
+
+    def abort(self) -> None:
+        """Nothing was written."""
+
+    def summary(self, stride: int) -> str:
+        """One line: latency median and p95, frames scored, and the stride when it adapted (``stride``: as asked)."""
+        if not self.scored:
+            return f"no frame scored ({self.frames} read)"
+        text = f"scored {self.scored} of {self.frames} frames"
+        if self.latencies:
+            median, p95 = np.percentile(np.asarray(self.latencies), [50, 95])
+            text = f"latency {median:.2f} s median, {p95:.2f} s p95 (frame decoded -> result written); " + text
+        if self.strides - {stride}:
+            text += (f"; stride adapted between {min(self.strides)} and {max(self.strides)} to keep up "
+                     f"(asked: {stride})")
+        return text
+
+
 def plan_sinks(plan: Mapping[str, Target], top_k: int = 2, video: str | None = None) -> list[FileSink]:
     """The sinks of one video from its planned targets (destinations.plan_outputs): json, jsonl, csv, video, plot.
 
     ``video``: what the JSON calls the video when not the path it is decoded from (see ``JsonSink``).
     """
-    from .timeline import TimelineSink  # timeline.py builds on this module
-
     makers = {"json": lambda target: JsonSink(target, video), "jsonl": JsonLinesSink, "csv": CsvSink,
               "video": lambda target: VideoSink(target, top_k), "plot": TimelineSink}
     return [makers[kind](target) for kind, target in plan.items()]

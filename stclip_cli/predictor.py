@@ -18,9 +18,11 @@ import supervision as sv
 
 from .detection import PersonDetector, clip_to_frame, fp_filter
 from .inputs import StreamInput
+from .pacing import live_schedule
 from .records import SCORES, Frame, FrameResult, ModelInfo, Sink, VideoInfo
 from .scoring import KeyframeRequest, Scorer
-from .video import VideoSource, open_video
+from .sources import open_source
+from .video import VideoSource
 from .windows import EveryNth, KeyframeSchedule, Window, iter_windows
 
 
@@ -71,7 +73,7 @@ class Predictor:
     def run(self, path: Path | StreamInput, sinks: Sequence[Sink], model: ModelInfo, on_frames: Callable[[int], None] | None = None,
             on_start: Callable[[VideoInfo], None] | None = None) -> VideoSummary:
         """Process one video; every sink gets ``open``, a ``write`` per frame and ``close`` (``abort`` on failure)."""
-        source = open_video(path, self.options.fps)
+        source = open_source(path, self.options.fps)
         summary = VideoSummary(path)
         try:
             with source:
@@ -85,7 +87,7 @@ class Predictor:
                     self._run_voted(source, path, sinks, summary, on_frames)
                 else:
                     drawn = any(sink.needs_images for sink in sinks)
-                    for result in self._results(source, summary, on_frames, drawn):
+                    for result in self._results(source, summary, on_frames, drawn, _pacing_warnings(path)):
                         for sink in sinks:
                             sink.write(result)
             for sink in sinks:
@@ -108,7 +110,7 @@ class Predictor:
                     r.detections.data[SCORES] = np.broadcast_to(vote, r.detections.data[SCORES].shape).copy()
         needs_pixels = [s for s in sinks if s.needs_images]
         if needs_pixels:
-            with open_video(path, self.options.fps) as again:
+            with open_source(path, self.options.fps) as again:
                 for frame, result in zip(again, kept):
                     result.image = frame.image
                     for sink in sinks:
@@ -120,11 +122,12 @@ class Predictor:
                     sink.write(result)
 
     def _results(self, source: VideoSource, summary: VideoSummary, on_frames: Callable[[int], None] | None,
-                 drawn: bool) -> Iterator[FrameResult]:
+                 drawn: bool, warn: Callable[[str], None] | None = None) -> Iterator[FrameResult]:
         """Every frame's result, in order: keyframes scored in batches, frames between them carrying their boxes.
 
         ``drawn``: a sink draws every frame, so full-resolution pixels are kept until a frame's result is out;
-        otherwise only keyframes keep theirs (the detector and the person crops need them).
+        otherwise only keyframes keep theirs (the detector and the person crops need them). ``warn``: where a live
+        source's pacing reports falling behind.
         """
         opts = self.options
         self.scorer.reset()
@@ -136,7 +139,7 @@ class Predictor:
             tracker = None
         smooth_state: dict[int, np.ndarray] = {}
         width, height = source.info.width, source.info.height
-        schedule = self.keyframes(source)
+        schedule = self.keyframes(source, warn)
         frames = self._ingested(source, drawn, schedule)
         windows = iter_windows(frames, self.scorer.model.window, schedule)
         # a live source scores each keyframe as soon as its window is complete: latency before throughput
@@ -163,10 +166,12 @@ class Predictor:
                     on_frames(len(window.render_frames))
 
 
-    def keyframes(self, source: VideoSource) -> KeyframeSchedule:
-        """Which frames are scored: every ``stride``-th, or as a live source paces them to keep up (streams.py)."""
-        paced = getattr(source, "keyframe_schedule", None)
-        return paced(self.options.stride) if paced is not None else EveryNth(self.options.stride)
+    def keyframes(self, source: VideoSource, warn: Callable[[str], None] | None = None) -> KeyframeSchedule:
+        """Which frames are scored: every ``stride``-th, or for a live source a stride that grows while scoring
+        cannot keep up (pacing.py); ``warn`` gets the pacing's one-line warnings."""
+        if not source.live:
+            return EveryNth(self.options.stride)
+        return live_schedule(self.options.stride, source.info.fps, warn)
 
     def _ingested(self, frames: Iterable[Frame], drawn: bool, schedule: KeyframeSchedule) -> Iterator[Frame]:
         """Frames as decoded, each handed to the scorer at once (preprocessed, patch-embedded) and stripped of its
@@ -184,6 +189,13 @@ class Predictor:
         keyframes; every frame up to the next keyframe when drawn) stay within ``FRAME_BUFFER_BYTES``."""
         held_per_keyframe = info.width * info.height * 3 * (self.options.stride if drawn else 1)
         return max(1, min(self.options.batch_size, FRAME_BUFFER_BYTES // max(held_per_keyframe, 1)))
+
+
+def _pacing_warnings(video: Path | StreamInput) -> Callable[[str], None] | None:
+    """A stream's warning channel for its pacing's lines, which name it (None for a file, never live)."""
+    if not isinstance(video, StreamInput):
+        return None
+    return lambda text: video.warn(f"{video.name}: {text}")
 
 
 def _batches(windows: Iterable[Window], size: int) -> Iterator[list[Window]]:

@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import supervision as sv
+if TYPE_CHECKING:  # light on purpose: destinations.py (checked before any heavy module loads) builds on it
+    import numpy as np
+    import supervision as sv
 
 SCORES = "scores"  # the key of the (n, C) action probabilities in ``sv.Detections.data``
 

@@ -19,8 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .destinations import Target
-from .outputs import FileSink
+from .destinations import FileSink, Target
 from .records import SCORES, FrameResult, ModelInfo, VideoInfo
 
 SCHEMA = pa.schema([

@@ -22,9 +22,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from .destinations import Destination, Target, classify
+from .destinations import Destination, FileSink, Target, classify
 from .errors import StclipError
-from .outputs import FileSink
 from .records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
 
 UNTRACKED = "untracked"

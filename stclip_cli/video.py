@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 
 from stclip_cli.errors import StclipError
-from stclip_cli.inputs import StreamInput, is_stream
 from stclip_cli.records import Frame, VideoInfo
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -36,17 +35,12 @@ class VideoSource(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-def open_video(path: str | Path | StreamInput, fps: float | None = None, threads: bool = True) -> VideoSource:
-    """Open a video file, a folder of frames or a stream (a URL, a webcam, ``-``: see streams.py), failing fast with
-    a one-line ``StclipError`` on bad input.
+def open_video(path: str | Path, fps: float | None = None, threads: bool = True) -> VideoSource:
+    """Open a video file or a folder of frames, failing fast with a one-line ``StclipError`` on bad input (streams:
+    sources.open_source).
 
-    ``fps`` applies to frame folders (default 25) and to streams whose frames carry no timestamps; a video file's
-    rate comes from its container.
+    ``fps`` applies to frame folders (default 25); a video file's rate comes from its container.
     """
-    from .streams import open_stream  # streams.py builds on this module
-
-    if isinstance(path, StreamInput) or (isinstance(path, str) and is_stream(path)):
-        return open_stream(path if isinstance(path, StreamInput) else StreamInput(path), fps)
     path = Path(path)
     if not path.exists():
         raise StclipError(f"video not found: {path}")

@@ -13,34 +13,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import one_line_error, write_vfr_video
+from conftest import DETECT_ACTIONS, base_args, boxes_file, detect, one_line_error, write_vfr_video
 from stclip_cli.cards import build_model, load_card, save_checkpoint
 from stclip_cli.cli import app
 
 runner = CliRunner()
-ACTIONS = "brush teeth,fishing,sit"
-
-
-def boxes_file(tmp_path: Path, n_frames: int, per_frame=((10, 8, 40, 50), (50, 10, 90, 60)), name="boxes.json") -> Path:
-    """COCO-results boxes (image_id = 0-based frame index, bbox [x, y, w, h]) for every frame; ``per_frame`` is xyxy."""
-    rows = [{"image_id": f, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 0.9 - 0.1 * k}
-            for f in range(n_frames) for k, (x1, y1, x2, y2) in enumerate(per_frame)]
-    path = tmp_path / name
-    path.write_text(json.dumps(rows))
-    return path
+ACTIONS = DETECT_ACTIONS
 
 
 def written(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
-
-
-def detect(*args: str):
-    return runner.invoke(app, ["detect", *map(str, args)])
-
-
-def base_args(checkpoint: Path, boxes: Path) -> list[str]:
-    return ["--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet"]
 
 
 

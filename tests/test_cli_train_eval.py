@@ -154,7 +154,7 @@ def test_split_all_trains_on_every_class(tmp_path, data_root):
 
 
 def test_eval_takes_a_checkpoint_from_the_hub_cache(tmp_path, data_root, monkeypatch):
-    from test_weights import put_in_hub_cache
+    from conftest import put_in_hub_cache
 
     out = tmp_path / "run"
     assert invoke(*["train", *TRAIN, "--data-root", data_root, "--iterations", "1", "--out", out]).exit_code == 0

@@ -19,7 +19,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import write_video
+from conftest import detect, write_video
 from stclip_cli import corpus, corpus_inputs
 from stclip_cli.cards import build_model, card_for_checkpoint, load_card, save_checkpoint
 from stclip_cli.cli import _cli_uri, app
@@ -62,10 +62,6 @@ def data(tmp_path_factory) -> dict:
     boxes.write_text(json.dumps([{"image_id": f, "bbox": [x, 8, 30, 40], "score": s}
                                  for f in range(max(FRAMES.values())) for x, s in ((10, 0.9), (50, 0.7))]))
     return {"folder": folder, "checkpoint": checkpoint, "boxes": boxes}
-
-
-def detect(*args):
-    return runner.invoke(app, ["detect", *map(str, args)])
 
 
 def model_args(data: dict) -> list[str]:

@@ -18,7 +18,7 @@ import av
 import pytest
 from typer.testing import CliRunner
 
-from conftest import one_line_error
+from conftest import detect, one_line_error
 from stclip_cli.cli import app
 from stclip_cli.destinations import plan_outputs
 from stclip_cli.errors import StclipError
@@ -36,10 +36,6 @@ def boxes(tmp_path) -> Path:
 
 def args(checkpoint: Path, boxes: Path) -> list[str]:
     return ["--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet"]
-
-
-def detect(*argv) -> object:
-    return runner.invoke(app, ["detect", *map(str, argv)])
 
 
 def stclip(*argv, **kwargs) -> subprocess.CompletedProcess:

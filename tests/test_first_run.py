@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from stclip_cli import __version__
 from stclip_cli.cli import FALLBACK_NOTE, app
-from test_weights import put_in_hub_cache
+from conftest import put_in_hub_cache
 
 runner = CliRunner()
 ACTIONS = "brush teeth,fishing"

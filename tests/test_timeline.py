@@ -14,6 +14,7 @@ import supervision as sv
 from rich.console import Console
 from typer.testing import CliRunner
 
+from conftest import DETECT_ACTIONS as ACTIONS, base_args, boxes_file, detect, one_line_error
 from stclip_cli import cli, timeline
 from stclip_cli.errors import StclipError
 from stclip_cli.records import FrameResult, ModelInfo, VideoInfo
@@ -21,7 +22,6 @@ from stclip_cli.timeline import (
     NOBODY, UNTRACKED, KeyframeLog, Lane, TimelineCollector, TimelineSink, binned, image_size, read_result, render_png,
     timeline_from_result, timeline_text,
 )
-from test_cli_detect import ACTIONS, base_args, boxes_file, detect, one_line_error
 
 runner = CliRunner()
 NAMES = ["walk", "run", "wave"]

@@ -11,6 +11,7 @@ import open_clip.factory
 import pytest
 from open_clip.transformer import QuickGELU
 
+from conftest import put_in_hub_cache
 from stclip_cli import weights
 from stclip_cli.cards import build_model, list_cards, load_card
 from stclip_cli.errors import StclipError
@@ -88,20 +89,6 @@ def test_unreachable_host_fails_at_once(monkeypatch):
         weights.clip_source("ViT-L-14", "openai")
     with pytest.raises(StclipError, match="download https://example.org/w/ViT-X.pt and pass --clip-weights FILE"):
         weights._tag_file("ViT-X", "tag", {"url": "https://example.org/w/ViT-X.pt"})
-
-
-def put_in_hub_cache(repo: str, filename: str, data: bytes) -> None:
-    """Lay a file out as huggingface_hub's cache does (refs/main -> snapshots/<revision>/file)."""
-    from huggingface_hub import constants
-
-    folder = constants.HF_HUB_CACHE
-    root = __import__("pathlib").Path(folder) / f"models--{repo.replace('/', '--')}"
-    revision = "0" * 40
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(revision)
-    target = root / "snapshots" / revision / filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
 
 
 def test_checkpoint_from_hub_cache_works_offline(monkeypatch, checkpoint):
