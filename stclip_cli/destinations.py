@@ -52,8 +52,9 @@ class OutputKind:
 
 # outputs of a stream written directly into their file as results come (they are readable at every moment)
 DIRECT_KINDS = ("jsonl", "video")
-# containers PyAV writes H.264 into and common players read
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
+# containers we write (H.264 that common players read) and FFmpeg's name for each; what we read: inputs.VIDEO_SUFFIXES
+VIDEO_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+VIDEO_SUFFIXES = tuple(VIDEO_CONTAINERS)
 KINDS: dict[str, OutputKind] = {
     "json": OutputKind("--json", ".json", None, True),
     "jsonl": OutputKind("--jsonl", ".jsonl", None, True),
@@ -515,6 +516,6 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-__all__ = ["Destination", "KINDS", "STDOUT", "Source", "Target", "VIDEO_SUFFIXES", "check_writable", "classify",
+__all__ = ["Destination", "KINDS", "STDOUT", "Source", "Target", "VIDEO_CONTAINERS", "VIDEO_SUFFIXES", "check_writable", "classify",
            "leftover_temporaries", "plan_file", "plan_outputs", "read_sources", "refuse_inputs",
            "stream_stem"]

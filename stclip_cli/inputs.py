@@ -18,6 +18,11 @@ WEBCAM = "webcam:"
 DEFAULT_TIMEOUT_S = 10.0
 # schemes of sources that run in real time whatever we do; http(s) is live only when it has no duration
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "rtp", "srt", "udp", "tcp"})
+# names of video files we read (a folder is searched for these); what we write: destinations.VIDEO_CONTAINERS
+VIDEO_SUFFIXES = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv",
+    ".3gp", ".ogv",
+})
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _VIDEO_DEVICE = re.compile(r"^/dev/video\d+$")

@@ -7,12 +7,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any
@@ -22,35 +20,14 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from stclip_cli.destinations import STDOUT, Destination, FileSink, Target, classify
+from stclip_cli.destinations import STDOUT, VIDEO_CONTAINERS, Destination, FileSink, Target, classify
 from stclip_cli.errors import StclipError
 from stclip_cli.records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
 from stclip_cli.render import FrameRenderer
+from stclip_cli.result_format import action_scores, frame_record, header, track_id
 from stclip_cli.timeline import TimelineSink
 
 LATENCIES_KEPT = 100_000  # the pace meter's latency percentiles are over the last this-many scored frames
-
-
-def _track_id(detections: sv.Detections, i: int) -> int | None:
-    if detections.tracker_id is None or int(detections.tracker_id[i]) < 0:
-        return None
-    return int(detections.tracker_id[i])
-
-
-def _detector_score(detections: sv.Detections, i: int) -> float | None:
-    if detections.confidence is None or not math.isfinite(float(detections.confidence[i])):
-        return None
-    return round(float(detections.confidence[i]), 4)
-
-
-def _scores(detections: sv.Detections, num_actions: int) -> np.ndarray:
-    scores = detections.data.get(SCORES)
-    if scores is None:
-        return np.zeros((len(detections), num_actions), dtype=np.float32)
-    scores = np.asarray(scores, dtype=np.float32).reshape(len(detections), num_actions)
-    if scores.shape[1] != num_actions:
-        raise ValueError(f"{scores.shape[1]} scores per person for {num_actions} actions")
-    return scores
 
 
 class _TextSink(FileSink):
@@ -94,25 +71,16 @@ class JsonSink(_TextSink):
     def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
         """Start the temp file and write the per-video header (``model``: a ModelInfo or a dict of its fields)."""
         self.actions = list(actions)
-        header = {
-            "video": self.video or str(info.path),
-            "width": info.width,
-            "height": info.height,
-            "fps": float(info.fps),
-            "num_frames": info.num_frames,
-            "actions": self.actions,
-            "model": asdict(model) if isinstance(model, ModelInfo) else dict(model),
-        }
+        fields = header(info, self.actions, model, self.video)
         self._file = self.destination.open(text=True)
-        self._emit(json.dumps(header, ensure_ascii=False)[:-1] + ', "frames": [\n')
+        self._emit(json.dumps(fields, ensure_ascii=False)[:-1] + ', "frames": [\n')
         self._count = 0
 
     def write(self, result: FrameResult) -> None:
         """Append one scored frame; carried (non-key) frames are not part of the JSON."""
         if not result.keyframe:
             return
-        persons = persons_json(result.detections, self.actions)
-        record = {"index": int(result.index), "time": round(float(result.time), 6), "persons": persons}
+        record = frame_record(result.index, result.time, result.detections, self.actions)
         self._emit((",\n" if self._count else "") + json.dumps(record, ensure_ascii=False))
         self._count += 1
 
@@ -143,8 +111,8 @@ class JsonLinesSink(_TextSink):
         latency = None if result.arrival is None else round(self.clock() - result.arrival, 4)
         stride = None if self._last_key is None else int(result.index) - self._last_key
         self._last_key = int(result.index)
-        record = {"video": self.video, "index": int(result.index), "time": round(float(result.time), 6),
-                  "persons": persons_json(result.detections, self.actions), "latency_s": latency, "stride": stride}
+        record = {"video": self.video, **frame_record(result.index, result.time, result.detections, self.actions),
+                  "latency_s": latency, "stride": stride}
         self._emit(json.dumps(record, ensure_ascii=False) + "\n")
         assert self._file is not None
         with self.destination.guard():
@@ -171,7 +139,7 @@ class CsvSink(_TextSink):
         if not result.keyframe:
             return
         det = result.detections
-        scores = _scores(det, len(self.actions))
+        scores = action_scores(det, len(self.actions))
         scale = np.array([self.info.width, self.info.height] * 2, dtype=np.float64)
         video_id = Path(self.info.path).stem
         for i in range(len(det)):
@@ -207,7 +175,7 @@ def video_time_base(info: VideoInfo, codec: str) -> Fraction:
 def person_label(detections: sv.Detections, i: int, actions: list[str], top_k: int = 2) -> str:
     """The text drawn above a box: "#track" (when tracked) then the top-k "action 0.71" lines."""
     lines = []
-    track = _track_id(detections, i)
+    track = track_id(detections, i)
     if track is not None:
         lines.append(f"#{track}")
     scores = detections.data.get(SCORES)
@@ -266,7 +234,7 @@ class VideoSink(FileSink):
             if self.destination.target.seekable:
                 return av.open(str(self.destination.temp_path()), "w")
             suffix = (self.path.suffix.lower() if self.path else "") or ".mp4"
-            container_format = {".mkv": "matroska", ".mov": "mov"}.get(suffix, "mp4")
+            container_format = VIDEO_CONTAINERS.get(suffix, "mp4")
             options = {} if container_format == "matroska" else {"movflags": "frag_keyframe+empty_moov",
                                                                   "frag_duration": "1000000"}
             return av.open(self.destination.open(text=False), "w", format=container_format, options=options)
@@ -375,20 +343,6 @@ def plan_sinks(plan: Mapping[str, Target], top_k: int = 2, video: str | None = N
     makers = {"json": lambda target: JsonSink(target, video), "jsonl": JsonLinesSink, "csv": CsvSink,
               "video": lambda target: VideoSink(target, top_k), "plot": TimelineSink}
     return [makers[kind](target) for kind, target in plan.items()]
-
-
-def persons_json(detections: sv.Detections, actions: list[str]) -> list[dict[str, Any]]:
-    """The "persons" list of one frame as the JSON sink writes it (handy for tests and other renderers)."""
-    scores = _scores(detections, len(actions))
-    return [
-        {
-            "box": [round(float(v), 2) for v in detections.xyxy[i]],
-            "detector_score": _detector_score(detections, i),
-            "track_id": _track_id(detections, i),
-            "scores": {name: round(float(p), 5) for name, p in zip(actions, scores[i])},
-        }
-        for i in range(len(detections))
-    ]
 
 
 def atomic_text(path: str | Path, text: str) -> Path:
