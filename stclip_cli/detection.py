@@ -136,12 +136,12 @@ def _yolo(model: str) -> Any:
     """A YOLO from a ``.yaml`` architecture (built, random weights) or a ``.pt`` checkpoint read without running code."""
     from ultralytics import YOLO
 
-    from .yolo_checkpoint import check_architecture, load_yolo_checkpoint
+    from .safe_loading import check_detector_architecture, load_detector_checkpoint
 
     path = Path(model)
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
-        check_architecture(model)
+        check_detector_architecture(model)
         try:
             return YOLO(model)
         except Exception as err:
@@ -153,7 +153,7 @@ def _yolo(model: str) -> Any:
     if not path.exists():
         path = _download(model)
     try:
-        return load_yolo_checkpoint(path, model)
+        return load_detector_checkpoint(path, model)
     except StclipError:
         raise
     except Exception as err:
