@@ -105,6 +105,14 @@ def test_video_sink_round_trip(tmp_path, make_video):
         assert (back.info.width, back.info.height, back.info.fps) == (96, 64, 10.0)
     assert len(frames) == 12
     assert not np.array_equal(frames[0].image, source_first_frame(tmp_path / "clip.mp4"))
+    assert drawn_change(frames[0].image, source_first_frame(tmp_path / "clip.mp4")) > 40  # the boxes were drawn
+
+
+def drawn_change(annotated: np.ndarray, source: np.ndarray) -> float:
+    """How much the pixels along the lower part of the first box's left edge (x=5, y 30..48: below any label) differ
+    from the source's: encoding noise alone stays far under the change a drawn box outline makes."""
+    edge = (slice(30, 48), slice(4, 7))
+    return float(np.abs(annotated[edge].astype(np.int16) - source[edge].astype(np.int16)).mean())
 
 
 def source_first_frame(path: Path) -> np.ndarray:
