@@ -60,6 +60,7 @@ def test_resume_continues_exactly(tmp_path, data_root, monkeypatch):
     assert json.loads((tmp_path / "e.json").read_text())["videos"] == 12
 
 
+@pytest.mark.slow
 def test_training_learns_and_eval_runs_with_no_flags(tmp_path, data_root, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STCLIP_DATA", str(data_root.parent))
@@ -117,6 +118,7 @@ def test_eval_prediction_file_against_gt(tmp_path):
     assert result.exit_code == 1 and "--gt" in result.output
 
 
+@pytest.mark.slow
 def test_params_vitb16_within_3_percent_of_paper():
     result = invoke("params", "--model", "stclip-vitb16")
     assert result.exit_code == 0, result.output
@@ -130,6 +132,7 @@ def test_params_vitb16_within_3_percent_of_paper():
     print(result.output)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path, data_root):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",

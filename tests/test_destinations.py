@@ -95,6 +95,7 @@ def test_symlink_is_written_through_to_its_target(tmp_path, make_video, checkpoi
     assert json.loads(target.read_text())["num_frames"] == 3 and not leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_symlink_to_stdout_and_dash_reach_stdout(tmp_path, make_video, checkpoint, boxes):
     video = make_video(tmp_path, n_frames=3)
     link = tmp_path / "to-stdout.json"
@@ -150,6 +151,7 @@ def test_devices_are_written_directly(tmp_path, make_video, checkpoint, boxes):
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_new_files_follow_the_umask(tmp_path, make_video, checkpoint, boxes, umask, mode):
     video = make_video(tmp_path, n_frames=3)
@@ -207,6 +209,7 @@ def limit_file_size(max_bytes: int):
     return apply
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--json", "--video"])
 def test_disk_full_is_one_line_and_leaves_the_earlier_output(tmp_path, make_video, checkpoint, boxes, flag):
     video = make_video(tmp_path, n_frames=60, size=(160, 120))
@@ -220,6 +223,7 @@ def test_disk_full_is_one_line_and_leaves_the_earlier_output(tmp_path, make_vide
     assert snapshot(tmp_path) == before and not leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_sigterm_exits_143_and_cleans_up(tmp_path, make_video, checkpoint, boxes):
     video = make_video(tmp_path, n_frames=400, size=(160, 120))
     proc = subprocess.Popen([sys.executable, "-m", "stclip_cli", "detect", str(video), *args(checkpoint, boxes),

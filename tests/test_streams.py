@@ -120,6 +120,7 @@ def test_http_source_gives_the_results_of_the_file(tmp_path, checkpoint, http_fo
         assert all(line["latency_s"] >= 0 for line in lines)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("container", ["mp4", "h264"])
 def test_standard_input_gives_the_results_of_the_file(tmp_path, checkpoint, container):
     """A file redirected into stdin (mp4, seekable) and raw H.264 through a pipe (no timestamps: --fps times it)."""
@@ -142,6 +143,7 @@ def test_standard_input_gives_the_results_of_the_file(tmp_path, checkpoint, cont
     assert json.loads((tmp_path / "stdin.json").read_text())["video"] == "-"
 
 
+@pytest.mark.slow
 def test_json_lines_leave_while_running_and_ctrl_c_closes_the_outputs(tmp_path, checkpoint):
     """A slow producer on stdin: lines come out (flushed) while stclip still runs; Ctrl-C then ends the stream
     cleanly: exit 0, every line whole, the JSON complete, the video (written in place) playable."""
@@ -200,6 +202,7 @@ def test_dead_url_is_one_error_line_fast(tmp_path, checkpoint):
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.slow
 def test_mp4_with_its_index_at_the_end_through_a_pipe_says_how_to_fix_it(tmp_path, checkpoint):
     rng = np.random.default_rng(0)
     path = tmp_path / "noise.mp4"  # incompressible frames: the index lies far beyond what the demuxer can look ahead
@@ -221,6 +224,7 @@ def test_mp4_with_its_index_at_the_end_through_a_pipe_says_how_to_fix_it(tmp_pat
     assert not (tmp_path / "out.json").exists()
 
 
+@pytest.mark.slow
 def test_a_stream_that_breaks_off_keeps_its_results_and_is_reported(tmp_path, checkpoint):
     video = write_video(tmp_path / "clip.mp4", n_frames=30)
     data = remux(video, tmp_path / "fast.mp4", "mp4", {"movflags": "faststart"}).read_bytes()

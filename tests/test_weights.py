@@ -34,6 +34,7 @@ def activations(clip) -> set[str]:
     return {type(block.mlp.gelu).__name__ for block in towers}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in list_cards() if n != "tiny-test"])
 def test_every_shipped_card_builds_the_activation_its_weights_need(name, fake_tag_download):
     card = load_card(name)
@@ -47,6 +48,7 @@ def test_every_shipped_card_builds_the_activation_its_weights_need(name, fake_ta
     assert tuple(clip.visual.preprocess_cfg["mean"]) == pytest.approx((0.48145466, 0.4578275, 0.40821073))
 
 
+@pytest.mark.slow
 def test_a_gelu_tag_builds_gelu_and_a_local_copy_follows_its_tag(fake_tag_download, tmp_path):
     clip = create_clip("ViT-B-16", "laion2b_s34b_b88k")
     assert activations(clip) == {"GELU"}
