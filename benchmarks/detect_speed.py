@@ -53,7 +53,8 @@ def run_one(video: Path, args: argparse.Namespace) -> dict:
 
     from stclip_cli.cards import build_model, load_card
     from stclip_cli.detection import YoloPersonDetector
-    from stclip_cli.outputs import JsonSink, ModelInfo, VideoSink
+    from stclip_cli.outputs import JsonSink, VideoSink
+    from stclip_cli.records import ModelInfo
     from stclip_cli.predictor import DetectOptions, Predictor
     from stclip_cli.scoring import Scorer
     from stclip_cli import predictor as predictor_module
@@ -95,11 +96,11 @@ def run_one(video: Path, args: argparse.Namespace) -> dict:
         return [d[np.argsort(-d.confidence)[: args.persons]] for d in detect(images, indices)]
 
     detector.detect = timed("detect", top_boxes)
-    original_open = predictor_module.open_video
+    original_open = predictor_module.open_source
 
     class TimedSource:
         def __init__(self, source):
-            self.source, self.info = source, source.info
+            self.source, self.info, self.live = source, source.info, source.live
 
         def __iter__(self):
             return timed_iter("decode", self.source)
@@ -110,7 +111,7 @@ def run_one(video: Path, args: argparse.Namespace) -> dict:
         def __exit__(self, *exc):
             self.source.close()
 
-    predictor_module.open_video = lambda p, fps=None: TimedSource(original_open(p, fps))
+    predictor_module.open_source = lambda p, fps=None: TimedSource(original_open(p, fps))
     out = Path(tempfile.mkdtemp())
     sinks = [JsonSink(out / "out.json"), VideoSink(out / "out.mp4")]
     for sink in sinks:

@@ -294,8 +294,10 @@ def detect(
     plans = plan_outputs([v.text if isinstance(v, StreamInput) else v for v in inputs], outputs,
                          default=None if show else "json", reads=reads)
     for video in [v for v in inputs if isinstance(v, StreamInput)]:
+        from .sources import probe  # PyAV loads only when there is a stream to probe
+
         try:
-            video.probe()  # a dead URL fails now, within --timeout, before the models load
+            probe(video)  # a dead URL fails now, within --timeout, before the models load
         except StclipError as err:
             failures += 1
             console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
@@ -432,7 +434,7 @@ def _window(video, top_k: int):
 
 def _pace_meter(video):
     """A stream's latency and stride meter for the summary; None for a file."""
-    from .pacing import PaceMeter
+    from .outputs import PaceMeter
     from .inputs import StreamInput
 
     return PaceMeter() if isinstance(video, StreamInput) else None

@@ -3,7 +3,7 @@
 Inputs are folders (searched recursively), glob patterns, manifest files (``@list.txt``: one path or URI per line)
 and single files; each is a local path or a URI that ``pyarrow.fs.FileSystem.from_uri`` opens (``s3://``, ``gs://``,
 ``hdfs://``, ``abfs://`` ... wherever the user has that store configured). Folders and globs select files with a
-video extension (``VIDEO_EXTENSIONS``) and skip hidden ones; a file named explicitly or in a manifest is read
+video extension (``inputs.VIDEO_SUFFIXES``) and skip hidden ones; a file named explicitly or in a manifest is read
 whatever its name. A remote video is copied to a local temporary file for decoding, deleted afterwards: PyAV seeks
 inside MP4s and stclip reads a file more than once (counting frames, a second pass for ``--single-action --video``).
 """
@@ -23,11 +23,8 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from .errors import StclipError, first_line
+from .inputs import VIDEO_SUFFIXES
 
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv",
-    ".3gp", ".ogv",
-})
 GLOB_CHARS = re.compile(r"[*?\[]")
 URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://")
 
@@ -78,7 +75,7 @@ def find_videos(specs: Sequence[str], exclude: Sequence[Path] = ()) -> tuple[lis
             refs = _expand(spec, stores, skip)
             if not refs:
                 what = "videos matching" if GLOB_CHARS.search(spec) else "videos in"
-                raise StclipError(f"no {what} {spec} (video files end with {', '.join(sorted(VIDEO_EXTENSIONS))})")
+                raise StclipError(f"no {what} {spec} (video files end with {', '.join(sorted(VIDEO_SUFFIXES))})")
         for ref in refs:
             found.setdefault(ref.name if ref.remote else os.path.realpath(ref.name), ref)
     return list(found.values()), missing
@@ -246,7 +243,7 @@ def _is_video(name: str) -> bool:
     """A visible file (no hidden folder on its way) with a video extension."""
     parts = name.replace("\\", "/").split("/")
     hidden = any(p.startswith(".") and p not in (".", "..") for p in parts)
-    return not hidden and Path(name).suffix.lower() in VIDEO_EXTENSIONS
+    return not hidden and Path(name).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _excluded(path: str, store: _Store, skip: Sequence[str]) -> bool:
@@ -280,4 +277,4 @@ def local_copy(fs: pafs.FileSystem, path: str) -> Iterator[Path]:
         yield copy
 
 
-__all__ = ["Missing", "VIDEO_EXTENSIONS", "VideoRef", "find_videos", "local_copy", "local_file"]
+__all__ = ["Missing", "VideoRef", "find_videos", "local_copy", "local_file"]

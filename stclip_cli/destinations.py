@@ -9,7 +9,7 @@ Writing: a regular file (or a symlink to one, written through to its target) is 
 file beside it, then renamed over it, so an interrupted run (Ctrl-C, SIGTERM, disk full) never leaves a
 half-written file under the final name nor a temporary file; a new file gets the umask's permissions and a
 replaced one keeps its own. Character devices and FIFOs are written directly (there is nothing to rename), and
-``-`` is standard output.
+``-`` is standard output. ``FileSink`` is the base of every sink that writes through a ``Destination``.
 
 Streams (inputs that are not files: a URL, a webcam, ``-`` for standard input) may never end, so their results leave
 as they are produced: their JSON Lines and annotated video are written directly into the target file (``direct``),
@@ -31,10 +31,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 from urllib.parse import unquote, urlparse
 
 from .errors import OutputClosed, StclipError
+from .records import Sink
 
 STDOUT = "-"
 
@@ -53,8 +54,9 @@ class OutputKind:
 
 # outputs of a stream written directly into their file as results come (they are readable at every moment)
 DIRECT_KINDS = ("jsonl", "video")
-# containers PyAV writes H.264 into and common players read
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
+# containers we write (H.264 that common players read) and FFmpeg's name for each; what we read: inputs.VIDEO_SUFFIXES
+VIDEO_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+VIDEO_SUFFIXES = tuple(VIDEO_CONTAINERS)
 KINDS: dict[str, OutputKind] = {
     "json": OutputKind("--json", ".json", None, True),
     "jsonl": OutputKind("--jsonl", ".jsonl", None, True),
@@ -456,6 +458,28 @@ class Destination:
             raise StclipError(f"cannot write {self.name}: {reason}") from None
 
 
+class FileSink(Sink):
+    """What the file sinks share: a ``Destination`` (temporary file then rename, a device or FIFO written directly, or
+    standard output), opened per video, committed on ``close``, discarded on ``abort``."""
+
+    def __init__(self, target: Target | str | Path) -> None:
+        self.destination = Destination(target if isinstance(target, Target) else classify(Path(target), "output"))
+
+    @property
+    def path(self) -> Path | None:
+        """The output's path as given (None for standard output)."""
+        return self.destination.target.path
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def _sync(path: Path) -> None:
     """Flush a closed file's data to the disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -538,6 +562,6 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-__all__ = ["Destination", "KINDS", "STDOUT", "Source", "Target", "VIDEO_SUFFIXES", "check_writable", "classify",
-           "leftover_temporaries", "plan_file", "stale_temporaries", "plan_outputs", "read_sources", "refuse_inputs",
+__all__ = ["Destination", "KINDS", "STDOUT", "Source", "Target", "VIDEO_CONTAINERS", "VIDEO_SUFFIXES", "check_writable",
+           "classify", "leftover_temporaries", "plan_file", "plan_outputs", "read_sources", "refuse_inputs", "stale_temporaries",
            "stream_stem"]

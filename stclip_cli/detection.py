@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
@@ -15,16 +15,24 @@ import supervision as sv
 
 from stclip_cli.errors import StclipError, first_line
 from stclip_cli.quiet import quiet_logger
+from stclip_cli.result_format import is_detect_result, load_json, parse_result
 
 
-class PersonDetector(Protocol):
-    """Anything that gives person boxes for a batch of frames (one call per batch).
+class PersonDetector(ABC):
+    """What gives person boxes for a batch of frames (one call per batch).
 
     ``images`` are HxWx3 uint8 RGB; ``indices`` are their frame indices, which a boxes file needs and a
     detector ignores. Returns one ``sv.Detections`` per image: xyxy float32 pixels, confidence or None.
     """
 
-    def detect(self, images: list[np.ndarray], indices: Sequence[int] | None = None) -> list[sv.Detections]: ...
+    @abstractmethod
+    def detect(self, images: list[np.ndarray], indices: Sequence[int] | None = None) -> list[sv.Detections]:
+        """One ``sv.Detections`` per image."""
+
+    def check_frames(self, num_frames: int) -> str | None:
+        """A warning when the detector cannot cover a video of ``num_frames`` frames (a boxes file for frames the
+        video lacks); a detector that looks at the pixels covers any video: None."""
+        return None
 
 
 def clip_to_frame(detections: sv.Detections, width: int, height: int) -> sv.Detections:
@@ -63,7 +71,7 @@ def _empty() -> sv.Detections:
     return sv.Detections(xyxy=np.empty((0, 4), dtype=np.float32), confidence=np.empty(0, dtype=np.float32))
 
 
-class YoloPersonDetector:
+class YoloPersonDetector(PersonDetector):
     """An ultralytics YOLO restricted to the person class, run batched over a list of frames.
 
     ``model`` is a local .pt file, an ultralytics name it may download (``yolo11n.pt``) or a .yaml
@@ -128,12 +136,12 @@ def _yolo(model: str) -> Any:
     """A YOLO from a ``.yaml`` architecture (built, random weights) or a ``.pt`` checkpoint read without running code."""
     from ultralytics import YOLO
 
-    from .yolo_checkpoint import check_architecture, load_yolo_checkpoint
+    from .safe_loading import check_detector_architecture, load_detector_checkpoint
 
     path = Path(model)
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
-        check_architecture(model)
+        check_detector_architecture(model)
         try:
             return YOLO(model)
         except Exception as err:
@@ -145,7 +153,7 @@ def _yolo(model: str) -> Any:
     if not path.exists():
         path = _download(model)
     try:
-        return load_yolo_checkpoint(path, model)
+        return load_detector_checkpoint(path, model)
     except StclipError:
         raise
     except Exception as err:
@@ -180,7 +188,7 @@ BOXES_FORMATS = {
 Row = tuple[list[float], float | None, int | None]  # one box: xyxy pixels, detector score, track id
 
 
-class BoxesFile:
+class BoxesFile(PersonDetector):
     """Precomputed person boxes read from a file, served by frame index.
 
     ``format`` is one of ``BOXES_FORMATS``; by default the file's structure decides, and only between formats that
@@ -193,13 +201,8 @@ class BoxesFile:
         self.path = Path(path)
         if format is not None and format not in BOXES_FORMATS:
             raise StclipError(f"unknown boxes format '{format}': use {', '.join(BOXES_FORMATS)}")
-        if not self.path.is_file():
-            raise StclipError(f"boxes file not found: {self.path}")
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-            raise StclipError(f"{self.path}: not a readable JSON boxes file ({first_line(err)})") from None
-        is_detect_json = isinstance(data, dict) and isinstance(data.get("frames"), list)
+        data = load_json(self.path, "boxes file")
+        is_detect_json = is_detect_result(data)
         if format is None:
             if not (is_detect_json or isinstance(data, list)):
                 raise StclipError(
@@ -213,25 +216,20 @@ class BoxesFile:
             raise StclipError(f"{self.path}: not {BOXES_FORMATS[format]}")
         self.format = format
         self._placed: list[tuple[int, str]] = []  # (frame index, where in the file) of every box, in file order
-        rows = self._from_detect_json(data["frames"]) if format == "stclip" else self._from_list(data, format)
+        rows = self._from_detect_json(data) if format == "stclip" else self._from_list(data, format)
         self._frames: dict[int, sv.Detections] = {index: _to_detections(boxes) for index, boxes in rows.items()}
 
-    def _from_detect_json(self, frames: list[Any]) -> dict[int, list[Row]]:
+    def _from_detect_json(self, data: Any) -> dict[int, list[Row]]:
+        """A detect JSON's boxes, read by its one reader (result_format.py): frames need an index, persons a box."""
         rows: dict[int, list[Row]] = {}
-        for n, frame in enumerate(frames):
-            where = f"frames[{n}]"
-            if not isinstance(frame, dict) or not isinstance(frame.get("persons", []), list):
-                raise StclipError(f"{self.path}: {where} is not an object with a \"persons\" list")
-            index = self._index(frame.get("index"), where)
-            bucket = rows.setdefault(index, [])
-            for m, person in enumerate(frame.get("persons", [])):
-                if not isinstance(person, dict):
-                    raise StclipError(f"{self.path}: {where}.persons[{m}] is not an object")
-                box = self._xyxy(person.get("box"), f"{where}.persons[{m}].box")
-                score = self._score(person.get("detector_score"), f"{where}.persons[{m}].detector_score")
-                track = person.get("track_id")
-                bucket.append((box, score, track if isinstance(track, int) and track >= 0 else None))
-                self._placed.append((index, f"{where}.persons[{m}]"))
+        result = parse_result(data, self.path, frame_needs=("index",), person_needs=("box",), needs_actions=False)
+        for frame in result.frames:
+            assert frame.index is not None
+            bucket = rows.setdefault(frame.index, [])
+            for person in frame.persons:
+                track = person.track_id if person.track_id is not None and person.track_id >= 0 else None
+                bucket.append((person.box, person.detector_score, track))
+                self._placed.append((frame.index, person.where))
         return rows
 
     def _from_list(self, entries: list[Any], format: str) -> dict[int, list[Row]]:

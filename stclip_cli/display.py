@@ -11,9 +11,9 @@ from typing import Any
 import cv2
 
 from .errors import StclipError
-from .outputs import FrameResult, ModelInfo, person_label
+from .outputs import person_label
+from .records import FrameResult, ModelInfo, Sink, VideoInfo
 from .render import FrameRenderer
-from .video import VideoInfo
 
 QUIT_KEYS = frozenset({ord("q"), 27})  # q, Esc
 
@@ -34,7 +34,7 @@ def _quit() -> None:
     raise KeyboardInterrupt
 
 
-class WindowSink:
+class WindowSink(Sink):
     """Shows each frame with its boxes and top-k labels in a window; q, Esc or closing the window calls ``on_quit``
     (a stream stops there and finishes its outputs; by default it is Ctrl-C)."""
 

@@ -28,8 +28,8 @@ import numpy as np
 
 from .destinations import Target
 from .errors import StclipError
-from .outputs import SCORES, FrameResult, ModelInfo, _TextSink
-from .video import VideoInfo
+from .outputs import _TextSink
+from .records import SCORES, FrameResult, ModelInfo, VideoInfo
 
 EVENT_SUFFIXES = (".json", ".jsonl", ".csv", ".vtt", ".srt")
 

@@ -1,6 +1,6 @@
 """What an input names: a file or folder (a ``Path``) or a stream (a ``StreamInput``: a URL, a webcam, ``-`` for
 standard input), and which inputs cannot work together. Light on purpose: the CLI checks inputs before any heavy
-module (PyAV, OpenCV, torch) loads; streams.py opens them."""
+module (PyAV, OpenCV, torch) loads; sources.py opens them."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ WEBCAM = "webcam:"
 DEFAULT_TIMEOUT_S = 10.0
 # schemes of sources that run in real time whatever we do; http(s) is live only when it has no duration
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "rtp", "srt", "udp", "tcp"})
+# names of video files we read (a folder is searched for these); what we write: destinations.VIDEO_CONTAINERS
+VIDEO_SUFFIXES = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv",
+    ".3gp", ".ogv",
+})
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _VIDEO_DEVICE = re.compile(r"^/dev/video\d+$")
@@ -85,14 +90,6 @@ class StreamInput:
     def note(self, text: str) -> None:
         """Pass on a one-line note."""
         (self.on_note or _stderr("note"))(text)
-
-    def probe(self) -> None:
-        """Open and close it: a dead URL fails now, within ``timeout``, before any model loads (standard input
-        cannot be read twice and is not probed)."""
-        if self.kind != "stdin":
-            from .streams import open_stream
-
-            open_stream(self).close()
 
 
 def _stderr(level: str) -> Callable[[str], None]:

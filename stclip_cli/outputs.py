@@ -1,129 +1,36 @@
 """Result sinks (JSON, JSON Lines, AVA-style CSV, annotated video), each writing through a ``Destination``
 (destinations.py): a temporary file renamed into place, a stream's file written in place, a device or FIFO written
-directly, or standard output."""
+directly, or standard output; and a live source's pace meter, which writes nothing."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
 import time
-from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any, Literal, Self
+from typing import IO, Any
 
 import av
 import cv2
 import numpy as np
 import supervision as sv
 
-from stclip_cli.destinations import STDOUT, Destination, Target, classify
+from stclip_cli.destinations import STDOUT, VIDEO_CONTAINERS, Destination, FileSink, Target, classify
 from stclip_cli.errors import StclipError
+from stclip_cli.records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
 from stclip_cli.render import FrameRenderer
-from stclip_cli.video import VideoInfo
+from stclip_cli.result_format import action_scores, frame_record, header, track_id
+from stclip_cli.timeline import TimelineSink
 
-SCORES = "scores"
-
-
-@dataclass
-class FrameResult:
-    """One frame's result, the record every sink receives.
-
-    ``detections``: xyxy boxes in original pixels, confidence = detector scores (or None), tracker_id (or
-    None; negative ids mean untracked) and ``data["scores"]`` float32 (n, C) action probabilities.
-    ``keyframe`` is False for frames that carry the previous keyframe's boxes and scores. ``image`` is the
-    frame's RGB pixels, needed by the video sink only. ``arrival``: when the frame came out of the decoder
-    (``Frame.arrival``, ``time.monotonic()``), for its result's latency.
-    """
-
-    index: int
-    time: float
-    detections: sv.Detections
-    keyframe: bool = True
-    image: np.ndarray | None = None
-    arrival: float | None = None
+LATENCIES_KEPT = 100_000  # the pace meter's latency percentiles are over the last this-many scored frames
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """The "model" object of the JSON output: what produced the scores, how they were normalised, the arithmetic
-    (fp32, bf16 on GPU, int8 on CPU), and a note when the model is a stand-in (the training-free baseline scoring
-    because ST-CLIP had no checkpoint)."""
-
-    name: str
-    backbone: str
-    checkpoint: str | None
-    mode: Literal["softmax", "sigmoid"]
-    note: str | None = None
-    precision: Literal["fp32", "bf16", "int8"] = "fp32"
-
-
-class _Sink(ABC):
-    """What the sinks share: a ``Destination`` (temporary file then rename, a device or FIFO written directly, or
-    standard output), opened per video, committed on ``close``, discarded on ``abort``."""
-
-    def __init__(self, target: Target | str | Path) -> None:
-        self.destination = Destination(target if isinstance(target, Target) else classify(Path(target), "output"))
-
-    @property
-    def path(self) -> Path | None:
-        """The output's path as given (None for standard output)."""
-        return self.destination.target.path
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    @abstractmethod
-    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
-        """Start writing one video's output."""
-
-    @abstractmethod
-    def write(self, result: FrameResult) -> None:
-        """Add one frame's result."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Finish the output and put it in place."""
-
-    @abstractmethod
-    def abort(self) -> None:
-        """Stop; nothing appears under the final name and no temporary file is left."""
-
-
-def _track_id(detections: sv.Detections, i: int) -> int | None:
-    if detections.tracker_id is None or int(detections.tracker_id[i]) < 0:
-        return None
-    return int(detections.tracker_id[i])
-
-
-def _detector_score(detections: sv.Detections, i: int) -> float | None:
-    if detections.confidence is None or not math.isfinite(float(detections.confidence[i])):
-        return None
-    return round(float(detections.confidence[i]), 4)
-
-
-def _scores(detections: sv.Detections, num_actions: int) -> np.ndarray:
-    scores = detections.data.get(SCORES)
-    if scores is None:
-        return np.zeros((len(detections), num_actions), dtype=np.float32)
-    scores = np.asarray(scores, dtype=np.float32).reshape(len(detections), num_actions)
-    if scores.shape[1] != num_actions:
-        raise ValueError(f"{scores.shape[1]} scores per person for {num_actions} actions")
-    return scores
-
-
-class _TextSink(_Sink):
+class _TextSink(FileSink):
     """A sink streaming text to its destination; ``trailer`` is written just before it is put in place."""
 
     trailer = ""
@@ -164,25 +71,16 @@ class JsonSink(_TextSink):
     def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
         """Start the temp file and write the per-video header (``model``: a ModelInfo or a dict of its fields)."""
         self.actions = list(actions)
-        header = {
-            "video": self.video or str(info.path),
-            "width": info.width,
-            "height": info.height,
-            "fps": float(info.fps),
-            "num_frames": info.num_frames,
-            "actions": self.actions,
-            "model": asdict(model) if isinstance(model, ModelInfo) else dict(model),
-        }
+        fields = header(info, self.actions, model, self.video)
         self._file = self.destination.open(text=True)
-        self._emit(json.dumps(header, ensure_ascii=False)[:-1] + ', "frames": [\n')
+        self._emit(json.dumps(fields, ensure_ascii=False)[:-1] + ', "frames": [\n')
         self._count = 0
 
     def write(self, result: FrameResult) -> None:
         """Append one scored frame; carried (non-key) frames are not part of the JSON."""
         if not result.keyframe:
             return
-        persons = persons_json(result.detections, self.actions)
-        record = {"index": int(result.index), "time": round(float(result.time), 6), "persons": persons}
+        record = frame_record(result.index, result.time, result.detections, self.actions)
         self._emit((",\n" if self._count else "") + json.dumps(record, ensure_ascii=False))
         self._count += 1
 
@@ -213,8 +111,8 @@ class JsonLinesSink(_TextSink):
         latency = None if result.arrival is None else round(self.clock() - result.arrival, 4)
         stride = None if self._last_key is None else int(result.index) - self._last_key
         self._last_key = int(result.index)
-        record = {"video": self.video, "index": int(result.index), "time": round(float(result.time), 6),
-                  "persons": persons_json(result.detections, self.actions), "latency_s": latency, "stride": stride}
+        record = {"video": self.video, **frame_record(result.index, result.time, result.detections, self.actions),
+                  "latency_s": latency, "stride": stride}
         self._emit(json.dumps(record, ensure_ascii=False) + "\n")
         assert self._file is not None
         with self.destination.guard():
@@ -249,7 +147,7 @@ class CsvSink(_TextSink):
         if not result.keyframe:
             return
         det = result.detections
-        scores = _scores(det, len(self.actions))
+        scores = action_scores(det, len(self.actions))
         scale = np.array([self.info.width, self.info.height] * 2, dtype=np.float64)
         video_id = Path(self.info.path).stem
         for i in range(len(det)):
@@ -285,7 +183,7 @@ def video_time_base(info: VideoInfo, codec: str) -> Fraction:
 def person_label(detections: sv.Detections, i: int, actions: list[str], top_k: int = 2) -> str:
     """The text drawn above a box: "#track" (when tracked) then the top-k "action 0.71" lines."""
     lines = []
-    track = _track_id(detections, i)
+    track = track_id(detections, i)
     if track is not None:
         lines.append(f"#{track}")
     scores = detections.data.get(SCORES)
@@ -296,7 +194,7 @@ def person_label(detections: sv.Detections, i: int, actions: list[str], top_k: i
     return "\n".join(lines)
 
 
-class VideoSink(_Sink):
+class VideoSink(FileSink):
     """An annotated copy of the input (every frame, at the source's own timestamps) with boxes and top-k labels.
 
     The stream is H.264 (or MPEG-4 Part 2 without libx264) in yuv420p, which every common player decodes. 4:2:0
@@ -344,7 +242,7 @@ class VideoSink(_Sink):
             if self.destination.target.seekable:
                 return av.open(str(self.destination.temp_path()), "w")
             suffix = (self.path.suffix.lower() if self.path else "") or ".mp4"
-            container_format = {".mkv": "matroska", ".mov": "mov"}.get(suffix, "mp4")
+            container_format = VIDEO_CONTAINERS.get(suffix, "mp4")
             options = {} if container_format == "matroska" else {"movflags": "frag_keyframe+empty_moov",
                                                                   "frag_duration": "1000000"}
             return av.open(self.destination.open(text=False), "w", format=container_format, options=options)
@@ -395,30 +293,64 @@ class VideoSink(_Sink):
         self.destination.discard()
 
 
-def plan_sinks(plan: Mapping[str, Target], top_k: int = 2, video: str | None = None) -> list[_Sink]:
+class PaceMeter(Sink):
+    """A sink that writes nothing and measures, for the summary, each scored frame's latency (its arrival from the
+    decoder to its result) and the stride (frames since the previous scored frame)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._reset()
+
+    def _reset(self) -> None:
+        self.latencies: deque[float] = deque(maxlen=LATENCIES_KEPT)
+        self.frames = self.scored = 0
+        self.strides: set[int] = set()
+        self._last_key: int | None = None
+
+    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
+        """Start measuring one video."""
+        self._reset()
+
+    def write(self, result: FrameResult) -> None:
+        """Count every frame; time each scored one."""
+        self.frames += 1
+        if not result.keyframe:
+            return
+        self.scored += 1
+        if result.arrival is not None:
+            self.latencies.append(self.clock() - result.arrival)
+        if self._last_key is not None:
+            self.strides.add(result.index - self._last_key)
+        self._last_key = result.index
+
+    def close(self) -> None:
+        """Nothing to finish."""
+
+    def abort(self) -> None:
+        """Nothing was written."""
+
+    def summary(self, stride: int) -> str:
+        """One line: latency median and p95, frames scored, and the stride when it adapted (``stride``: as asked)."""
+        if not self.scored:
+            return f"no frame scored ({self.frames} read)"
+        text = f"scored {self.scored} of {self.frames} frames"
+        if self.latencies:
+            median, p95 = np.percentile(np.asarray(self.latencies), [50, 95])
+            text = f"latency {median:.2f} s median, {p95:.2f} s p95 (frame decoded -> result written); " + text
+        if self.strides - {stride}:
+            text += (f"; stride adapted between {min(self.strides)} and {max(self.strides)} to keep up "
+                     f"(asked: {stride})")
+        return text
+
+
+def plan_sinks(plan: Mapping[str, Target], top_k: int = 2, video: str | None = None) -> list[FileSink]:
     """The sinks of one video from its planned targets (destinations.plan_outputs): json, jsonl, csv, video, plot.
 
     ``video``: what the JSON calls the video when not the path it is decoded from (see ``JsonSink``).
     """
-    from .timeline import TimelineSink  # timeline.py builds on this module
-
     makers = {"json": lambda target: JsonSink(target, video), "jsonl": JsonLinesSink, "csv": CsvSink,
               "video": lambda target: VideoSink(target, top_k), "plot": TimelineSink}
     return [makers[kind](target) for kind, target in plan.items()]
-
-
-def persons_json(detections: sv.Detections, actions: list[str]) -> list[dict[str, Any]]:
-    """The "persons" list of one frame as the JSON sink writes it (handy for tests and other renderers)."""
-    scores = _scores(detections, len(actions))
-    return [
-        {
-            "box": [round(float(v), 2) for v in detections.xyxy[i]],
-            "detector_score": _detector_score(detections, i),
-            "track_id": _track_id(detections, i),
-            "scores": {name: round(float(p), 5) for name, p in zip(actions, scores[i])},
-        }
-        for i in range(len(detections))
-    ]
 
 
 def atomic_text(path: str | Path, text: str) -> Path:

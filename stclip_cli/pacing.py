@@ -1,22 +1,18 @@
 """Keeping up with a live source: a keyframe schedule whose stride grows when scoring cannot keep up with the
-source's rate and comes back once it can, and the latency and stride that the end-of-run summary reports."""
+source's rate and comes back once it can (the latency and stride the summary reports: outputs.PaceMeter)."""
 
 from __future__ import annotations
 
+import math
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
-import numpy as np
-
-from .outputs import FrameResult, ModelInfo
-from .video import Frame, VideoInfo
+from .records import Frame
 
 PERIOD_S = 1.0  # seconds (of video, or of wall time when behind) between two judgements of the load
 HIGH_LOAD = 0.75  # busier than this share of real time: fewer keyframes (the margin drains a backlog)
 LOW_LOAD = 0.4  # idler than this: more keyframes again
-LATENCIES_KEPT = 100_000  # the summary's latency percentiles are over the last this-many scored frames
+MAX_KEYFRAME_GAP_S = 1.0  # a live source kept up with still gets at least one scored frame per second of video
 
 
 class AdaptiveStride:
@@ -24,7 +20,7 @@ class AdaptiveStride:
 
     Its *load* is the share of real time stclip spends working rather than waiting for the source: the wall time
     between two keyframes (their ``Frame.arrival``, or ``clock()``) less the time spent waiting for frames in between
-    (``waited``, which the source reports), per second of video they span. A load above 1 falls further and further
+    (each ``Frame.waited``, as the source reports it, or ``waited()``), per second of video they span. A load above 1 falls further and further
     behind, whatever the source's delivery: a steady camera, or HLS segments that come in bursts and look late. After
     each ``period_s`` of video or of wall time, whichever comes first (the first period, the model's warm-up, is not
     judged), a load above ``HIGH_LOAD`` doubles the stride (at most ``max_stride``) and one under ``LOW_LOAD`` brings
@@ -50,11 +46,12 @@ class AdaptiveStride:
         self._warned: set[str] = set()
 
     def waited(self, seconds: float) -> None:
-        """Count time spent waiting for the source's next frame (the source calls this as it hands each over)."""
+        """Count time spent waiting for the source's next frame (``is_key`` counts each frame's ``waited``)."""
         self._waited += seconds
 
     def is_key(self, frame: Frame) -> bool:
         """Whether ``frame`` is the next keyframe; if so, judge the load and choose the stride to the one after."""
+        self.waited(frame.waited)  # waiting for the source is not falling behind
         now = frame.arrival if frame.arrival is not None else self.clock()
         if self._start is None or frame.time < self._start[1]:  # the first frame, or the source's clock went back
             self._start, self._waited = (now, frame.time), 0.0
@@ -102,51 +99,7 @@ class AdaptiveStride:
                 self.warn(text)
 
 
-class PaceMeter:
-    """A sink that writes nothing and measures, for the summary, each scored frame's latency (its arrival from the
-    decoder to its result) and the stride (frames since the previous scored frame)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._reset()
-
-    def _reset(self) -> None:
-        self.latencies: deque[float] = deque(maxlen=LATENCIES_KEPT)
-        self.frames = self.scored = 0
-        self.strides: set[int] = set()
-        self._last_key: int | None = None
-
-    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
-        """Start measuring one video."""
-        self._reset()
-
-    def write(self, result: FrameResult) -> None:
-        """Count every frame; time each scored one."""
-        self.frames += 1
-        if not result.keyframe:
-            return
-        self.scored += 1
-        if result.arrival is not None:
-            self.latencies.append(self.clock() - result.arrival)
-        if self._last_key is not None:
-            self.strides.add(result.index - self._last_key)
-        self._last_key = result.index
-
-    def close(self) -> None:
-        """Nothing to finish."""
-
-    def abort(self) -> None:
-        """Nothing was written."""
-
-    def summary(self, stride: int) -> str:
-        """One line: latency median and p95, frames scored, and the stride when it adapted (``stride``: as asked)."""
-        if not self.scored:
-            return f"no frame scored ({self.frames} read)"
-        text = f"scored {self.scored} of {self.frames} frames"
-        if self.latencies:
-            median, p95 = np.percentile(np.asarray(self.latencies), [50, 95])
-            text = f"latency {median:.2f} s median, {p95:.2f} s p95 (frame decoded -> result written); " + text
-        if self.strides - {stride}:
-            text += (f"; stride adapted between {min(self.strides)} and {max(self.strides)} to keep up "
-                     f"(asked: {stride})")
-        return text
+def live_schedule(stride: int, fps: float, warn: Callable[[str], None] | None = None) -> AdaptiveStride:
+    """The schedule of a live source at ``fps``: every ``stride``-th frame while scoring keeps up, thinned out to at
+    least one scored frame per ``MAX_KEYFRAME_GAP_S`` of video while it cannot."""
+    return AdaptiveStride(stride, max(stride, math.ceil(fps * MAX_KEYFRAME_GAP_S)), warn=warn)

@@ -19,7 +19,7 @@ from .errors import StclipError
 if TYPE_CHECKING:
     from .cards import ModelCard
     from .detection import BoxesFile, PersonDetector
-    from .outputs import ModelInfo
+    from .records import ModelInfo
     from .predictor import DetectOptions, Predictor
 
 FALLBACK_NOTE = (
@@ -204,7 +204,7 @@ def build_pipeline(assembly: Assembly, device: str | None = None, threads: int |
 
     from .cards import build_scoring_model, precision
     from .detection import YoloPersonDetector
-    from .outputs import ModelInfo
+    from .records import ModelInfo
     from .predictor import Predictor
     from .scoring import Scorer
     from .train import resolve_device

@@ -18,9 +18,11 @@ import supervision as sv
 
 from .detection import PersonDetector, clip_to_frame, fp_filter
 from .inputs import StreamInput
-from .outputs import SCORES, FrameResult, ModelInfo
+from .pacing import live_schedule
+from .records import SCORES, Frame, FrameResult, ModelInfo, Sink, VideoInfo
 from .scoring import KeyframeRequest, Scorer
-from .video import Frame, VideoInfo, VideoSource, open_video
+from .sources import open_source
+from .video import VideoSource
 from .windows import EveryNth, KeyframeSchedule, Window, iter_windows
 
 
@@ -68,25 +70,24 @@ class Predictor:
         self.scorer = scorer
         self.options = options
 
-    def run(self, path: Path | StreamInput, sinks: Sequence, model: ModelInfo, on_frames: Callable[[int], None] | None = None,
+    def run(self, path: Path | StreamInput, sinks: Sequence[Sink], model: ModelInfo, on_frames: Callable[[int], None] | None = None,
             on_start: Callable[[VideoInfo], None] | None = None) -> VideoSummary:
         """Process one video; every sink gets ``open``, a ``write`` per frame and ``close`` (``abort`` on failure)."""
-        source = open_video(path, self.options.fps)
+        source = open_source(path, self.options.fps)
         summary = VideoSummary(path)
         try:
             with source:
                 if on_start is not None:
                     on_start(source.info)
-                check_frames = getattr(self.detector, "check_frames", None)  # a boxes file: frames the video lacks
-                if check_frames is not None and (warning := check_frames(source.info.num_frames)):
+                if warning := self.detector.check_frames(source.info.num_frames):  # a boxes file: frames it lacks
                     summary.warnings.append(warning)
                 for sink in sinks:
                     sink.open(source.info, self.scorer.actions, model)
                 if self.options.single_action:
                     self._run_voted(source, path, sinks, summary, on_frames)
                 else:
-                    drawn = any(getattr(sink, "needs_images", False) for sink in sinks)
-                    for result in self._results(source, summary, on_frames, drawn):
+                    drawn = any(sink.needs_images for sink in sinks)
+                    for result in self._results(source, summary, on_frames, drawn, _pacing_warnings(path)):
                         for sink in sinks:
                             sink.write(result)
             for sink in sinks:
@@ -97,7 +98,7 @@ class Predictor:
             raise
         return summary
 
-    def _run_voted(self, source: VideoSource, path: Path, sinks: Sequence, summary: VideoSummary,
+    def _run_voted(self, source: VideoSource, path: Path, sinks: Sequence[Sink], summary: VideoSummary,
                    on_frames: Callable[[int], None] | None) -> None:
         """Soft voting: average every person's probabilities over the video, give that to every detection."""
         kept = [FrameResult(r.index, r.time, r.detections, r.keyframe) for r in self._results(source, summary, on_frames, False)]
@@ -107,9 +108,9 @@ class Predictor:
             for r in kept:
                 if len(r.detections):
                     r.detections.data[SCORES] = np.broadcast_to(vote, r.detections.data[SCORES].shape).copy()
-        needs_pixels = [s for s in sinks if getattr(s, "needs_images", False)]
+        needs_pixels = [s for s in sinks if s.needs_images]
         if needs_pixels:
-            with open_video(path, self.options.fps) as again:
+            with open_source(path, self.options.fps) as again:
                 for frame, result in zip(again, kept):
                     result.image = frame.image
                     for sink in sinks:
@@ -121,11 +122,12 @@ class Predictor:
                     sink.write(result)
 
     def _results(self, source: VideoSource, summary: VideoSummary, on_frames: Callable[[int], None] | None,
-                 drawn: bool) -> Iterator[FrameResult]:
+                 drawn: bool, warn: Callable[[str], None] | None = None) -> Iterator[FrameResult]:
         """Every frame's result, in order: keyframes scored in batches, frames between them carrying their boxes.
 
         ``drawn``: a sink draws every frame, so full-resolution pixels are kept until a frame's result is out;
-        otherwise only keyframes keep theirs (the detector and the person crops need them).
+        otherwise only keyframes keep theirs (the detector and the person crops need them). ``warn``: where a live
+        source's pacing reports falling behind.
         """
         opts = self.options
         self.scorer.reset()
@@ -137,11 +139,11 @@ class Predictor:
             tracker = None
         smooth_state: dict[int, np.ndarray] = {}
         width, height = source.info.width, source.info.height
-        schedule = self.keyframes(source)
+        schedule = self.keyframes(source, warn)
         frames = self._ingested(source, drawn, schedule)
         windows = iter_windows(frames, self.scorer.model.window, schedule)
         # a live source scores each keyframe as soon as its window is complete: latency before throughput
-        size = 1 if getattr(source, "live", False) else self.batch_size(source.info, drawn)
+        size = 1 if source.live else self.batch_size(source.info, drawn)
         for batch in _batches(windows, size):
             keys = [w.key for w in batch]
             found = self.detector.detect([k.image for k in keys], [k.index for k in keys])
@@ -164,10 +166,12 @@ class Predictor:
                     on_frames(len(window.render_frames))
 
 
-    def keyframes(self, source: VideoSource) -> KeyframeSchedule:
-        """Which frames are scored: every ``stride``-th, or as a live source paces them to keep up (streams.py)."""
-        paced = getattr(source, "keyframe_schedule", None)
-        return paced(self.options.stride) if paced is not None else EveryNth(self.options.stride)
+    def keyframes(self, source: VideoSource, warn: Callable[[str], None] | None = None) -> KeyframeSchedule:
+        """Which frames are scored: every ``stride``-th, or for a live source a stride that grows while scoring
+        cannot keep up (pacing.py); ``warn`` gets the pacing's one-line warnings."""
+        if not source.live:
+            return EveryNth(self.options.stride)
+        return live_schedule(self.options.stride, source.info.fps, warn)
 
     def _ingested(self, frames: Iterable[Frame], drawn: bool, schedule: KeyframeSchedule) -> Iterator[Frame]:
         """Frames as decoded, each handed to the scorer at once (preprocessed, patch-embedded) and stripped of its
@@ -185,6 +189,13 @@ class Predictor:
         keyframes; every frame up to the next keyframe when drawn) stay within ``FRAME_BUFFER_BYTES``."""
         held_per_keyframe = info.width * info.height * 3 * (self.options.stride if drawn else 1)
         return max(1, min(self.options.batch_size, FRAME_BUFFER_BYTES // max(held_per_keyframe, 1)))
+
+
+def _pacing_warnings(video: Path | StreamInput) -> Callable[[str], None] | None:
+    """A stream's warning channel for its pacing's lines, which name it (None for a file, never live)."""
+    if not isinstance(video, StreamInput):
+        return None
+    return lambda text: video.warn(f"{video.name}: {text}")
 
 
 def _batches(windows: Iterable[Window], size: int) -> Iterator[list[Window]]:

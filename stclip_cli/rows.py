@@ -19,9 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .destinations import Target
-from .outputs import SCORES, FrameResult, ModelInfo, _Sink
-from .video import VideoInfo
+from .destinations import FileSink, Target
+from .records import SCORES, FrameResult, ModelInfo, VideoInfo
 
 SCHEMA = pa.schema([
     ("video", pa.string()),
@@ -42,7 +41,7 @@ STAMP_KEY = b"stclip"
 ROWS_PER_GROUP = 1 << 16  # rows buffered before a row group is written: memory stays flat on long videos
 
 
-class RowsSink(_Sink):
+class RowsSink(FileSink):
     """One video's rows, keyframes only (carried frames repeat their keyframe's scores), zstd-compressed Parquet."""
 
     def __init__(self, target: Target | str | Path, video: str | None = None, stamp: Mapping[str, Any] | None = None) -> None:

@@ -4,13 +4,12 @@ What differs from a file: FFmpeg gets network timeouts, so a dead URL fails with
 count is unknown; Ctrl-C or SIGTERM ends the stream (the frames already read are scored and every output is closed
 as at the end of a file; a second one aborts at once), and so does a connection that breaks off, which is then
 reported; a live source (a camera, which will not wait for us) scores each keyframe as soon as its window is
-complete and thins out its keyframes when scoring falls behind (pacing.AdaptiveStride). Standard input and http(s)
+complete and thins out its keyframes when scoring falls behind (the predictor paces it: pacing.AdaptiveStride). Standard input and http(s)
 files are not live: every frame is scored, however long it takes.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import select
 import signal
@@ -26,11 +25,9 @@ import av
 
 from .errors import StclipError, Terminated
 from .inputs import WEBCAM, StreamInput
-from .pacing import AdaptiveStride
-from .video import Frame, PyAVSource, _reason
-from .windows import EveryNth, KeyframeSchedule
+from .records import Frame
+from .video import PyAVSource, _reason
 
-MAX_KEYFRAME_GAP_S = 1.0  # a live source kept up with still gets at least one scored frame per second of video
 MP4_HINT = ("an MP4 read from a pipe, or from a server without range requests, needs its index at the start: "
             "remux it with `ffmpeg -i IN -c copy -movflags +faststart OUT.mp4`, or send MPEG-TS or Matroska "
             "(`ffmpeg ... -f mpegts -`)")
@@ -45,14 +42,13 @@ def open_stream(spec: StreamInput, fps: float | None = None) -> StreamSource:
 
 
 class StreamSource(PyAVSource):
-    """A stream decoded by PyAV: ``live`` tells whether it runs in real time (then ``keyframe_schedule`` keeps up
-    with it); iterating ends at the stream's end, at ``spec.stop`` or when it breaks off (``spec.failure``)."""
+    """A stream decoded by PyAV: ``live`` tells whether it runs in real time (then the predictor paces it), each
+    frame's ``waited`` how long the stream kept us waiting for it; iterating ends at the stream's end, at ``spec.stop`` or when it breaks off (``spec.failure``)."""
 
     def __init__(self, spec: StreamInput, fps: float | None = None) -> None:
         self.spec = spec
         self.live = spec.known_live
         self._handlers: dict[int, Any] | None = None
-        self._schedule: AdaptiveStride | None = None
         super().__init__(spec.label, threads=True, name=spec.name)
         assert self._first is not None
         if fps and self._first.pts is None:
@@ -93,14 +89,6 @@ class StreamSource(PyAVSource):
     def _count_packets(self) -> int:
         return 0  # a stream cannot be read twice: its length is unknown
 
-    def keyframe_schedule(self, stride: int) -> KeyframeSchedule:
-        """Every ``stride``-th frame; for a live source, a stride that grows while scoring cannot keep up."""
-        if not self.live:
-            return EveryNth(stride)
-        longest = max(stride, math.ceil(self.info.fps * MAX_KEYFRAME_GAP_S))
-        self._schedule = AdaptiveStride(stride, longest, warn=lambda text: self.spec.warn(f"{self.name}: {text}"))
-        return self._schedule
-
     def __iter__(self) -> Iterator[Frame]:
         frames = super().__iter__()
         count = 0
@@ -120,8 +108,8 @@ class StreamSource(PyAVSource):
                         break
                     return
                 count += 1
-                if self._schedule is not None and frame.arrival is not None:
-                    self._schedule.waited(frame.arrival - asked)  # waiting for the source is not falling behind
+                if frame.arrival is not None:  # waiting for the source is not falling behind (pacing.py)
+                    frame = replace(frame, waited=frame.arrival - asked)
                 yield frame
             self.spec.note(f"{self.name}: stopped after {count} frames; scoring the frames already read, then "
                            "closing the outputs (Ctrl-C again aborts)")

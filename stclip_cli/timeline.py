@@ -11,7 +11,6 @@ confident one per keyframe (ByteTrack gives no id at a person's first sighting);
 from __future__ import annotations
 
 import colorsys
-import json
 import math
 import textwrap
 from array import array
@@ -22,10 +21,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from .destinations import Destination, Target, classify
-from .errors import StclipError
-from .outputs import SCORES, FrameResult, ModelInfo, _Sink
-from .video import VideoInfo
+from .destinations import Destination, FileSink, Target, classify
+from .records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
+from .result_format import load_json, parse_result
 
 UNTRACKED = "untracked"
 NOBODY = "nobody found"
@@ -157,46 +155,33 @@ def _group_rows(keys: np.ndarray, rows: np.ndarray) -> list[tuple[int, np.ndarra
 
 
 def timeline_from_result(data: Any, source: str = "result") -> Timeline:
-    """The timeline of one per-video JSON written by `stclip detect` (already parsed); one-line error if it is not one."""
-    if not isinstance(data, Mapping) or not isinstance(data.get("frames"), list) or not isinstance(data.get("actions"), list):
-        raise StclipError(f"{source} is not a `stclip detect` result (an object with \"actions\" and \"frames\")")
-    actions = [str(a) for a in data["actions"]]
+    """The timeline of one per-video JSON written by `stclip detect` (already parsed), read by its one reader
+    (result_format.py): frames need a time and persons, persons a box and scores; one-line error if it is not one."""
+    result = parse_result(data, source, frame_needs=("time", "persons"), person_needs=("box", "scores"))
+    actions = result.actions
     log = KeyframeLog()
-    for n, frame in enumerate(data["frames"]):
-        try:
-            persons = frame["persons"]
-            time = float(frame["time"])
-            tracks = [p.get("track_id") for p in persons]
-            centres = [(float(p["box"][0]) + float(p["box"][2])) / 2 for p in persons]
-            scores = np.array([[float(p["scores"].get(a, 0.0)) for a in actions] for p in persons], dtype=np.float64)
-            if any(t is not None and not isinstance(t, int) for t in tracks) or not math.isfinite(time):
-                raise ValueError
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
-            raise StclipError(f"{source}: frame {n} is not a detect frame (time, persons with box, track_id, scores)") from None
-        log.add(time, tracks, centres, scores.reshape(len(persons), len(actions)))
-    model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
-    fps, num_frames = data.get("fps"), data.get("num_frames")
-    if not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
-        fps = None
+    for frame in result.frames:
+        assert frame.time is not None
+        persons = frame.persons
+        tracks = [p.track_id for p in persons]
+        centres = [(p.box[0] + p.box[2]) / 2 for p in persons]
+        scores = np.array([[p.scores.get(a, 0.0) for a in actions] for p in persons], dtype=np.float64)
+        log.add(frame.time, tracks, centres, scores.reshape(len(persons), len(actions)))
+    fps, num_frames = result.fps, result.num_frames
     try:
-        duration = num_frames / fps if fps and isinstance(num_frames, int) else None
+        duration = num_frames / fps if fps and num_frames is not None else None
     except OverflowError:
         duration = None
     if duration is not None and not math.isfinite(duration):
         duration = None
-    return log.timeline(Path(str(data.get("video", source))).name, str(model.get("name", "?")), model.get("note"),
-                        actions, duration, fps)
+    model = result.model
+    return log.timeline(Path(result.video if result.video is not None else str(source)).name,
+                        str(model.get("name", "?")), model.get("note"), actions, duration, fps)
 
 
 def read_result(path: Path) -> Timeline:
     """The timeline of a detect JSON file on disk."""
-    if not path.is_file():
-        raise StclipError(f"file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise StclipError(f"{path} is not JSON: {err}") from None
-    return timeline_from_result(data, str(path))
+    return timeline_from_result(load_json(path, "result file"), str(path))
 
 
 def action_colours(count: int) -> list[str]:
@@ -367,7 +352,7 @@ def timeline_text(timeline: Timeline, width: int = 60, max_rows: int = MAX_TEXT_
     return Group(*parts)
 
 
-class TimelineCollector:
+class TimelineCollector(Sink):
     """A sink that keeps a video's keyframe log (top action per person, no pixels) and writes nothing: the terminal
     summary's source, and what ``TimelineSink`` renders."""
 
@@ -406,7 +391,7 @@ class TimelineCollector:
         """Nothing was written."""
 
 
-class TimelineSink(_Sink):
+class TimelineSink(FileSink):
     """The timeline PNG of one video (``--plot``): logs keyframes as they come and renders at ``close``, through a
     ``Destination`` like every sink (temporary file then rename; a device or FIFO directly); ``abort`` leaves
     nothing."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
@@ -15,47 +13,18 @@ import cv2
 import numpy as np
 
 from stclip_cli.errors import StclipError
-from stclip_cli.inputs import StreamInput, is_stream
+from stclip_cli.records import Frame, VideoInfo
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_FOLDER_FPS = 25.0
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the pipeline needs to know about a video before decoding it.
-
-    ``width``/``height`` are after rotation. ``num_frames`` is the container's frame count, or, when the
-    container does not store one, the number of video packets found by demuxing the file (no decoding);
-    for a frame folder it is the number of image files; 0 when unknown (a stream). ``path`` is the input as given
-    (a URL, ``-`` or a webcam name for a stream; streams.py). ``time_base`` is the unit of the stream's timestamps
-    (frame times are exact multiples of it), None for a frame folder; writers use it to keep times exact.
-    """
-
-    path: Path | str
-    width: int
-    height: int
-    fps: float
-    num_frames: int
-    rotation: int
-    time_base: Fraction | None = None
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One decoded frame: its position in the stream, its time in seconds and the upright RGB image; ``arrival`` is
-    when it came out of the decoder (``time.monotonic()``), from which a live result's latency is measured."""
-
-    index: int
-    time: float
-    image: np.ndarray
-    arrival: float | None = None
-
-
 class VideoSource(Protocol):
-    """A video opened for streaming: ``info`` up front, frames by iterating, ``close()`` (or ``with``)."""
+    """A video opened for streaming: ``info`` up front, frames by iterating, ``close()`` (or ``with``); ``live``:
+    whether it runs in real time and will not wait for us (a camera; streams.py), which the predictor paces."""
 
     info: VideoInfo
+    live: bool
 
     def __iter__(self) -> Iterator[Frame]: ...
 
@@ -66,17 +35,12 @@ class VideoSource(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-def open_video(path: str | Path | StreamInput, fps: float | None = None, threads: bool = True) -> VideoSource:
-    """Open a video file, a folder of frames or a stream (a URL, a webcam, ``-``: see streams.py), failing fast with
-    a one-line ``StclipError`` on bad input.
+def open_video(path: str | Path, fps: float | None = None, threads: bool = True) -> VideoSource:
+    """Open a video file or a folder of frames, failing fast with a one-line ``StclipError`` on bad input (streams:
+    sources.open_source).
 
-    ``fps`` applies to frame folders (default 25) and to streams whose frames carry no timestamps; a video file's
-    rate comes from its container.
+    ``fps`` applies to frame folders (default 25); a video file's rate comes from its container.
     """
-    from .streams import open_stream  # streams.py builds on this module
-
-    if isinstance(path, StreamInput) or (isinstance(path, str) and is_stream(path)):
-        return open_stream(path if isinstance(path, StreamInput) else StreamInput(path), fps)
     path = Path(path)
     if not path.exists():
         raise StclipError(f"video not found: {path}")
@@ -101,6 +65,7 @@ class PyAVSource:
     ``name`` is what messages call it (the path by default); streams.py opens streams through ``_open_container``.
     """
 
+    live = False
     thread_type = "AUTO"  # frame and slice threads; frame threads hold a few frames back (a live source uses SLICE)
 
     def __init__(self, path: Path | str, threads: bool = True, name: str | None = None) -> None:
@@ -221,6 +186,8 @@ class PyAVSource:
 
 class FrameFolderSource:
     """A folder of image files read in natural sort order (frame_2 before frame_10) at a given rate."""
+
+    live = False
 
     def __init__(self, path: Path, fps: float) -> None:
         if fps <= 0:

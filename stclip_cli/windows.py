@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from stclip_cli.video import Frame
+from stclip_cli.records import Frame
 
 
 def window_indices(keyframe: int, num_frames: int, length: int) -> list[int]:

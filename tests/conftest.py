@@ -158,3 +158,70 @@ def one_line_error(result) -> str:
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
     return lines[0]
+
+
+DETECT_ACTIONS = "brush teeth,fishing,sit"  # the action list of the detect tests that share base_args
+GOLDEN = SHARED / "golden" / "reference_forward_tiny.pt"
+
+
+def detect(*args: object):
+    """``stclip detect ARGS`` in-process (typer's CliRunner), its result."""
+    from typer.testing import CliRunner
+
+    from stclip_cli.cli import app
+
+    return CliRunner().invoke(app, ["detect", *map(str, args)])
+
+
+def base_args(checkpoint: Path, boxes: Path) -> list[str]:
+    """The tiny-test model with ``checkpoint``, persons from ``boxes``, ``DETECT_ACTIONS``, quiet."""
+    return ["--actions", DETECT_ACTIONS, "--model", "tiny-test", "--checkpoint", str(checkpoint), "--boxes", str(boxes),
+            "--quiet"]
+
+
+def boxes_file(tmp_path: Path, n_frames: int, per_frame=((10, 8, 40, 50), (50, 10, 90, 60)), name="boxes.json") -> Path:
+    """COCO-results boxes (image_id = 0-based frame index, bbox [x, y, w, h]) for every frame; ``per_frame`` is xyxy."""
+    import json
+
+    rows = [{"image_id": f, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 0.9 - 0.1 * k}
+            for f in range(n_frames) for k, (x1, y1, x2, y2) in enumerate(per_frame)]
+    path = tmp_path / name
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def put_in_hub_cache(repo: str, filename: str, data: bytes) -> None:
+    """Lay a file out as huggingface_hub's cache does (refs/main -> snapshots/<revision>/file)."""
+    from huggingface_hub import constants
+
+    root = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+    revision = "0" * 40
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(revision)
+    target = root / "snapshots" / revision / filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
+def golden_card(**changes):
+    """The card of the golden reference forward's tiny ST-CLIP (``GOLDEN``), with ``changes``."""
+    from stclip_cli.cards import ModelCard
+
+    meta = dict(name="golden", kind="stclip", backbone="stclip-golden-tiny", pretrained=None, window=9, lora_rank=8,
+                lora_alpha=1.0, interest_k=None, temperature=0.07)
+    return ModelCard(**{**meta, **changes})
+
+
+LABEL_MAP = """item {
+  name: "bend/bow (at the waist)"
+  id: 1
+}
+item {
+  name: "crawl"
+  id: 2
+}
+item {
+  name: "sit"
+  id: 11
+}
+"""

@@ -13,34 +13,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import one_line_error, write_vfr_video
+from conftest import DETECT_ACTIONS, base_args, boxes_file, detect, one_line_error, write_vfr_video, write_video
 from stclip_cli.cards import build_model, load_card, save_checkpoint
 from stclip_cli.cli import app
 
 runner = CliRunner()
-ACTIONS = "brush teeth,fishing,sit"
-
-
-def boxes_file(tmp_path: Path, n_frames: int, per_frame=((10, 8, 40, 50), (50, 10, 90, 60)), name="boxes.json") -> Path:
-    """COCO-results boxes (image_id = 0-based frame index, bbox [x, y, w, h]) for every frame; ``per_frame`` is xyxy."""
-    rows = [{"image_id": f, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 0.9 - 0.1 * k}
-            for f in range(n_frames) for k, (x1, y1, x2, y2) in enumerate(per_frame)]
-    path = tmp_path / name
-    path.write_text(json.dumps(rows))
-    return path
+ACTIONS = DETECT_ACTIONS
 
 
 def written(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
-
-
-def detect(*args: str):
-    return runner.invoke(app, ["detect", *map(str, args)])
-
-
-def base_args(checkpoint: Path, boxes: Path) -> list[str]:
-    return ["--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet"]
 
 
 
@@ -63,21 +46,37 @@ def test_detect_json_schema_and_times(tmp_path, make_video, checkpoint):
     assert data["frames"][3]["persons"][0]["scores"] != data["frames"][3]["persons"][1]["scores"]
 
 
-def test_stride_video_csv_and_default_json(tmp_path, make_video, checkpoint):
-    video = make_video(tmp_path, n_frames=17)
-    result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, 17)), "--stride", "4", "--video", tmp_path / "a.mp4",
-                    "--csv", tmp_path / "a.csv", "--json", tmp_path / "a.json")
+@pytest.fixture(scope="module")
+def stride_run(tmp_path_factory, checkpoint) -> Path:
+    """One detect run at --stride 4 over 17 frames writing JSON, CSV and an annotated video: its folder."""
+    folder = tmp_path_factory.mktemp("stride")
+    video = write_video(folder / "clip.mp4", n_frames=17)
+    result = detect(video, *base_args(checkpoint, boxes_file(folder, 17)), "--stride", "4", "--video", folder / "a.mp4",
+                    "--csv", folder / "a.csv", "--json", folder / "a.json")
     assert result.exit_code == 0, result.output
-    data = json.loads((tmp_path / "a.json").read_text())
+    return folder
+
+
+def test_stride_scores_every_nth_frame_in_the_json(stride_run):
+    data = json.loads((stride_run / "a.json").read_text())
     assert [f["index"] for f in data["frames"]] == [0, 4, 8, 12, 16]
-    with av.open(str(tmp_path / "a.mp4")) as container:
+
+
+def test_stride_video_keeps_every_frame(stride_run):
+    with av.open(str(stride_run / "a.mp4")) as container:
         frames = list(container.decode(video=0))
     assert len(frames) == 17 and (frames[0].width, frames[0].height) == (96, 64)
-    header, *rows = (tmp_path / "a.csv").read_text().strip().splitlines()
+
+
+def test_stride_csv_has_a_row_per_keyframe_person_and_action(stride_run):
+    header, *rows = (stride_run / "a.csv").read_text().strip().splitlines()
     assert header == "video_id,time,x1,y1,x2,y2,action,score" and len(rows) == 5 * 2 * 3
+
+
+def test_default_output_is_json_beside_the_video(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=17)
     result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, 17)))
     assert result.exit_code == 0 and (tmp_path / "clip.stclip.json").is_file()
-
 
 
 def test_variable_frame_rate_video_keeps_source_times(tmp_path, checkpoint):
@@ -228,6 +227,7 @@ def test_unwritable_output_and_missing_weights(tmp_path, make_video, checkpoint,
     assert "nope.pt" in line
 
 
+@pytest.mark.slow
 def test_subprocess_with_yolo_from_yaml(tmp_path, make_video, checkpoint):
     video = make_video(tmp_path, n_frames=6)
     out = tmp_path / "out.json"
@@ -246,6 +246,7 @@ def test_subprocess_with_yolo_from_yaml(tmp_path, make_video, checkpoint):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "nope.mp4" in proc.stderr
 
 
+@pytest.mark.slow
 def test_sample_clip_end_to_end(tmp_path, sample_clip, checkpoint):
     out, video = tmp_path / "aw.json", tmp_path / "aw.mp4"
     result = detect(sample_clip, *base_args(checkpoint, boxes_file(tmp_path, 280, ((40, 30, 170, 250), (170, 30, 320, 250)))),
@@ -287,13 +288,21 @@ def test_boxes_formats_and_frames_beyond_the_video(tmp_path, make_video, checkpo
     assert json.loads(out.read_text())["frames"][2]["persons"][0]["box"] == [10, 8, 50, 58]
 
 
-def test_boxes_format_errors(tmp_path, make_video, checkpoint):
+def test_unknown_boxes_format_is_one_line(tmp_path, make_video, checkpoint):
     video = make_video(tmp_path, n_frames=4)
     line = one_line_error(detect(video, *base_args(checkpoint, boxes_file(tmp_path, 4)), "--boxes-format", "xywh"))
     assert line == "error: unknown boxes format 'xywh': use stclip, coco, xyxy"
+
+
+def test_boxes_format_without_boxes_is_one_line(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=4)
     args = ["--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", checkpoint, "--boxes-format", "coco"]
     line = one_line_error(detect(video, *args))
     assert line == "error: --boxes-format describes a --boxes file; pass --boxes FILE too"
+
+
+def test_inverted_xyxy_box_is_one_line(tmp_path, make_video, checkpoint):
+    video = make_video(tmp_path, n_frames=4)
     inverted = tmp_path / "inverted.json"
     inverted.write_text(json.dumps([{"image_id": 0, "bbox": [40, 8, 10, 50], "score": 1}]))
     line = one_line_error(detect(video, *base_args(checkpoint, inverted), "--boxes-format", "xyxy"))

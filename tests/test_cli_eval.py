@@ -75,6 +75,7 @@ def test_real_jhmdb_split_scores_its_six_classes(real_prediction, tmp_path):
     assert set(json.loads(out.read_text())["ap"]) == set(get_split("jhmdb", 1).train_classes)
 
 
+@pytest.mark.slow
 def test_real_jhmdb_every_class_is_said(real_prediction, tmp_path):
     out = tmp_path / "r.json"
     result = invoke("eval", "--pred", real_prediction, "--gt", JHMDB_GT, "--json", out)
@@ -149,7 +150,7 @@ def test_a_prediction_file_covering_few_test_videos_is_said(real_prediction, tmp
 
 
 def test_ava_dataset_without_split_scores_every_class_of_the_label_map(tmp_path):
-    from test_metrics import LABEL_MAP
+    from conftest import LABEL_MAP
 
     (tmp_path / "map.pbtxt").write_text(LABEL_MAP)
     (tmp_path / "gt.csv").write_text("v,0902,0.1,0.1,0.5,0.5,1,0\nu,0902,0.1,0.1,0.5,0.5,11,0\n")
@@ -293,6 +294,7 @@ def _detect_json_boxes(folder: Path, video: str, boxes: dict[int, list[float]]) 
     return path
 
 
+@pytest.mark.slow
 def test_jhmdb_persons_from_a_boxes_folder_equal_gt_boxes(tmp_path, checkpoint, jhmdb_root):
     folder = tmp_path / "boxes"
     for number, cls in enumerate(TEST_CLASSES, 1):
@@ -326,6 +328,7 @@ def test_jhmdb_dataset_detections_file_and_its_bad_entries(tmp_path, checkpoint,
     assert line == "error: --gt-boxes, --boxes and --detector each choose the persons: pass one of them"
 
 
+@pytest.mark.slow
 def test_jhmdb_persons_from_a_yolo_detector(tmp_path, checkpoint, jhmdb_root, monkeypatch):
     from stclip_cli.detection import YoloPersonDetector
 

@@ -65,6 +65,7 @@ def test_resume_continues_exactly(tmp_path, data_root, monkeypatch):
     assert json.loads((tmp_path / "a.json").read_text())["videos"] == 12
 
 
+@pytest.mark.slow
 def test_training_learns_and_eval_runs_with_no_flags(tmp_path, data_root, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STCLIP_DATA", str(data_root.parent))
@@ -128,6 +129,7 @@ def test_eval_prediction_file_against_gt(tmp_path):
     assert result.exit_code == 1 and "--gt" in result.output
 
 
+@pytest.mark.slow
 def test_params_vitb16_within_3_percent_of_paper():
     result = invoke("params", "--model", "stclip-vitb16")
     assert result.exit_code == 0, result.output
@@ -141,6 +143,7 @@ def test_params_vitb16_within_3_percent_of_paper():
     print(result.output)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path, data_root):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
@@ -168,7 +171,7 @@ def test_split_all_trains_on_every_class(tmp_path, data_root):
 
 
 def test_eval_takes_a_checkpoint_from_the_hub_cache(tmp_path, data_root, monkeypatch):
-    from test_weights import put_in_hub_cache
+    from conftest import put_in_hub_cache
 
     out = tmp_path / "run"
     assert invoke(*["train", *TRAIN, "--data-root", data_root, "--iterations", "1", "--out", out]).exit_code == 0

@@ -19,7 +19,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import write_video
+from conftest import detect, write_video
 from stclip_cli import corpus, corpus_inputs
 from stclip_cli.cards import build_model, card_for_checkpoint, load_card, save_checkpoint
 from stclip_cli.cli import _cli_uri, app
@@ -29,7 +29,7 @@ from stclip_cli.pipeline import Assembly, DetectConfig
 from stclip_cli.corpus_inputs import VideoRef
 from stclip_cli.detection import BoxesFile
 from stclip_cli.errors import StclipError
-from stclip_cli.outputs import ModelInfo
+from stclip_cli.records import ModelInfo
 from stclip_cli.rows import RowsSink
 
 runner = CliRunner()
@@ -64,10 +64,6 @@ def data(tmp_path_factory) -> dict:
     return {"folder": folder, "checkpoint": checkpoint, "boxes": boxes}
 
 
-def detect(*args):
-    return runner.invoke(app, ["detect", *map(str, args)])
-
-
 def model_args(data: dict) -> list[str]:
     return ["--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", data["checkpoint"], "--boxes", data["boxes"]]
 
@@ -96,6 +92,7 @@ def assert_same(a, b, path="") -> None:
         assert a == b, path
 
 
+@pytest.mark.slow
 def test_corpus_equals_single_process_has_every_row_records_the_bad_video_and_resumes(ray_local, data, tmp_path,
                                                                                    tmp_path_factory):
     folder, out = data["folder"], tmp_path / "out"
@@ -174,6 +171,7 @@ def settings_for(data: dict) -> Assembly:
     return Assembly(config, card, None, BoxesFile(data["boxes"]))
 
 
+@pytest.mark.slow
 def test_remote_video_is_named_by_its_uri(ray_local, data, tmp_path, monkeypatch):
     store = tmp_path / "store"
     (store / "bucket" / "cam").mkdir(parents=True)
@@ -195,6 +193,7 @@ def test_remote_video_is_named_by_its_uri(ray_local, data, tmp_path, monkeypatch
     assert list((tmp_path / "tmp").iterdir()) == []  # the local copy is gone
 
 
+@pytest.mark.slow
 def test_a_video_that_kills_its_worker_is_given_up_after_two_starts(ray_local, data, tmp_path):
     attempts = corpus.ray_remote_attempts()
     video = write_video(tmp_path / "a.mp4", n_frames=3)
@@ -227,7 +226,7 @@ def test_done_means_every_output_in_place_with_this_runs_stamp(tmp_path):
     (tmp_path / "json").mkdir()
     (tmp_path / "json" / "a.json").write_text("{}")
     assert not job.done(stamp)  # its rows are missing
-    from stclip_cli.video import VideoInfo
+    from stclip_cli.records import VideoInfo
 
     sink = RowsSink(job.plan["parquet"], stamp=stamp)
     sink.open(VideoInfo(video, 96, 64, 10.0, 3, 0), ["clap"], ModelInfo("m", "b", None, "softmax"))
@@ -315,6 +314,7 @@ def test_uris_typed_on_the_command_line_survive_typer():
     assert _cli_uri("clips/a.mp4") == "clips/a.mp4" and _cli_uri("s3://b/k") == "s3://b/k"
 
 
+@pytest.mark.slow
 def test_ray_noise_goes_to_the_log_and_our_lines_to_the_terminal(tmp_path):
     code = ("import os, sys; from pathlib import Path; from stclip_cli.corpus import driver_output\n"
             f"with driver_output(Path({str(tmp_path / '_ray.log')!r})) as terminal:\n"
@@ -325,6 +325,7 @@ def test_ray_noise_goes_to_the_log_and_our_lines_to_the_terminal(tmp_path):
     assert (tmp_path / "_ray.log").read_text() == "[E core_worker.cc] noise\npython noise\n"
 
 
+@pytest.mark.slow
 def test_ray_that_cannot_start_is_one_line(data, tmp_path):
     video = write_video(tmp_path / "a.mp4", n_frames=3)
     env = {**os.environ, "RAY_TMPDIR": str(tmp_path / ("x" * 80)), "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -362,6 +363,7 @@ def json_target(path: Path):
     return classify(path, "--json", in_new_folder=True)
 
 
+@pytest.mark.slow
 def test_sigterm_still_reaches_stclip_once_ray_runs(tmp_path_factory):
     """Ray's C++ core installs a handler that dumps a stack and aborts on SIGTERM; stclip's own must win."""
     code = ("import os, signal, sys; from stclip_cli.corpus import ray_session\n"

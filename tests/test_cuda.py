@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from stclip_cli.cards import build_model, load_card
 from stclip_cli.cli import app
 from stclip_cli.scoring import KeyframeRequest, Scorer
-from test_cli_detect import boxes_file
+from conftest import boxes_file
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 ACTIONS = ["clap", "sit", "wave", "throw", "pullup", "catch"]
@@ -25,7 +25,7 @@ def test_golden_forward_on_cuda():
     import open_clip
 
     from stclip_cli.reference import load_reference_weights, read_reference
-    from test_golden import GOLDEN, golden_card
+    from conftest import GOLDEN, golden_card
 
     if not GOLDEN.is_file():
         pytest.skip("no golden file")

@@ -18,7 +18,7 @@ import av
 import pytest
 from typer.testing import CliRunner
 
-from conftest import one_line_error
+from conftest import detect, one_line_error
 from stclip_cli.cli import app
 from stclip_cli.destinations import plan_outputs
 from stclip_cli.errors import StclipError
@@ -36,10 +36,6 @@ def boxes(tmp_path) -> Path:
 
 def args(checkpoint: Path, boxes: Path) -> list[str]:
     return ["--actions", ACTIONS, "--model", "tiny-test", "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet"]
-
-
-def detect(*argv) -> object:
-    return runner.invoke(app, ["detect", *map(str, argv)])
 
 
 def stclip(*argv, **kwargs) -> subprocess.CompletedProcess:
@@ -99,6 +95,7 @@ def test_symlink_is_written_through_to_its_target(tmp_path, make_video, checkpoi
     assert json.loads(target.read_text())["num_frames"] == 3 and not leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_symlink_to_stdout_and_dash_reach_stdout(tmp_path, make_video, checkpoint, boxes):
     video = make_video(tmp_path, n_frames=3)
     link = tmp_path / "to-stdout.json"
@@ -154,6 +151,7 @@ def test_devices_are_written_directly(tmp_path, make_video, checkpoint, boxes):
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_new_files_follow_the_umask(tmp_path, make_video, checkpoint, boxes, umask, mode):
     video = make_video(tmp_path, n_frames=3)
@@ -211,6 +209,7 @@ def limit_file_size(max_bytes: int):
     return apply
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--json", "--video"])
 def test_disk_full_is_one_line_and_leaves_the_earlier_output(tmp_path, make_video, checkpoint, boxes, flag):
     video = make_video(tmp_path, n_frames=60, size=(160, 120))
@@ -224,6 +223,7 @@ def test_disk_full_is_one_line_and_leaves_the_earlier_output(tmp_path, make_vide
     assert snapshot(tmp_path) == before and not leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_sigterm_exits_143_and_cleans_up(tmp_path, make_video, checkpoint, boxes):
     video = make_video(tmp_path, n_frames=400, size=(160, 120))
     proc = subprocess.Popen([sys.executable, "-m", "stclip_cli", "detect", str(video), *args(checkpoint, boxes),

@@ -160,7 +160,8 @@ def test_explicit_stclip_format(tmp_path):
         ('[{"image_id": 0, "bbox": [10, 2, 3, 4], "score": 1}]', "xyxy", "entry 0 bbox [10, 2, 3, 4] has x2 < x1 or y2 < y1"),
         ('[{"image_id": 0, "bbox": [1, 2, NaN, 4], "score": 1}]', "coco", "entry 0 bbox must be 4 finite numbers [x, y, width, height]"),
         ('[{"image_id": 0, "bbox": [1, 2, 3, Infinity], "score": 1}]', "xyxy", "entry 0 bbox must be 4 finite numbers [x1, y1, x2, y2]"),
-        ('{"frames": [{"index": 0, "persons": [{"box": [5, 5, 1, 9]}]}]}', None, "frames[0].persons[0].box [5, 5, 1, 9] has x2 < x1"),
+        ('{"frames": [{"index": 0, "persons": [{"box": [5, 5, 1, 9]}]}]}', None,
+         "frames[0].persons[0].box must be 4 numbers [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2, got [5, 5, 1, 9]"),
     ],
 )
 def test_boxes_format_mismatch_and_invalid_boxes(tmp_path, content, fmt, message):
@@ -204,8 +205,8 @@ def test_boxes_beyond_the_video_are_reported(tmp_path):
         ('[{"image_id": -1, "bbox": [1, 2, 3, 4], "score": 1}]', "entry 0 image_id must be a 0-based frame index"),
         ('[{"image_id": "v/1", "bbox": [1, 2, 3, 4], "score": 1}]', "entry 0 image_id must be a 0-based frame index"),
         ('[{"image_id": 0, "bbox": [1, 2, 3, 4], "score": "high"}]', "entry 0 score must be a number"),
-        ('{"frames": [{"index": 0, "persons": [{"box": "x"}]}]}', "frames[0].persons[0].box must be 4 finite numbers"),
-        ('{"frames": [{"persons": []}]}', "frames[0] must be a 0-based frame index"),
+        ('{"frames": [{"index": 0, "persons": [{"box": "x"}]}]}', "frames[0].persons[0].box must be 4 numbers [x1, y1, x2, y2]"),
+        ('{"frames": [{"persons": []}]}', 'frames[0] has no "index"'),
         ('[{"image_id": 0, "bbox": "1234", "score": 1}]', "entry 0 bbox must be 4 finite numbers"),
         ('[{"image_id": 0, "bbox": [true, true, 40, 40], "score": 1}]', "entry 0 bbox must be 4 finite numbers"),
         ('[{"image_id": 0, "bbox": [1, 2, 1' + "0" * 400 + ', 4], "score": 1}]', "entry 0 bbox must be 4 finite numbers"),

@@ -12,7 +12,7 @@ import supervision as sv
 
 from stclip_cli.errors import StclipError
 from stclip_cli.events import EventRule, EventTracker, find_events, format_events
-from stclip_cli.outputs import SCORES, FrameResult
+from stclip_cli.records import SCORES, FrameResult
 
 FPS = 10.0
 ACTIONS = ["fight", "wave", "standing"]

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from stclip_cli import __version__
+from conftest import put_in_hub_cache
 from stclip_cli.cli import app
 from stclip_cli.pipeline import FALLBACK_NOTE
-from test_weights import put_in_hub_cache
 
 runner = CliRunner()
 ACTIONS = "brush teeth,fishing"
@@ -66,6 +66,7 @@ def test_checkpoint_from_environment_or_hub_cache_scores_with_stclip(tmp_path, m
     assert json.loads(out.read_text())["frames"] == json.loads((tmp_path / "env.json").read_text())["frames"]
 
 
+@pytest.mark.slow
 def test_offline_first_run_is_one_line_naming_file_and_flag(tmp_path, make_video):
     video = make_video(tmp_path, n_frames=4)
     for args in (["--model", "baseline"], []):  # the training-free model, and the design card's command itself

@@ -16,12 +16,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import SHARED
-from stclip_cli.cards import ModelCard, build_model, read_metadata
+from conftest import GOLDEN, golden_card
+from stclip_cli.cards import build_model, read_metadata
 from stclip_cli.cli import app
 from stclip_cli.reference import load_reference_weights, read_reference, to_stclip_names
 
-GOLDEN = SHARED / "golden" / "reference_forward_tiny.pt"
 ATOL = 1e-5
 BACKBONE = "stclip-golden-tiny"
 STAGES = ["text", "frame_feat", "person_token_in", "interaction", "prompted_text", "logits"]
@@ -38,12 +37,6 @@ def golden(tmp_path_factory) -> dict:
     (folder / f"{BACKBONE}.json").write_text(data["open_clip_config"])
     open_clip.add_model_config(folder)
     return data
-
-
-def golden_card(**changes) -> ModelCard:
-    meta = dict(name="golden", kind="stclip", backbone=BACKBONE, pretrained=None, window=9, lora_rank=8, lora_alpha=1.0,
-                interest_k=None, temperature=0.07)
-    return ModelCard(**{**meta, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ def test_parquet_rows_take_the_track_ids_local_mode_takes():
     import numpy as np
     import supervision as sv
 
-    from stclip_cli.outputs import SCORES, FrameResult
+    from stclip_cli.records import SCORES, FrameResult
     from stclip_cli.rows import frame_rows
 
     det = sv.Detections(xyxy=np.array([[0, 0, 5, 5], [1, 1, 6, 6]], np.float32), tracker_id=np.array([2**40, -1]))

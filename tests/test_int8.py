@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from stclip_cli.cards import build_model, load_card
 from stclip_cli.cli import app
 from stclip_cli.model.int8 import SelfAttention, quantize_int8
-from test_cli_detect import boxes_file
+from conftest import boxes_file
 
 runner = CliRunner()
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import LABEL_MAP
 from stclip_cli.data.splits import JHMDB_CLASSES
 from stclip_cli.errors import StclipError
 from stclip_cli.metrics import (
@@ -145,21 +146,6 @@ def test_bad_files(tmp_path):
     pred = _detect_json(tmp_path / "pred.json", "scores")
     with pytest.raises(StclipError, match=r"holds no ground truth: expected persons with \"labels\": \[names\]$"):
         read_ground_truth(pred)
-
-
-LABEL_MAP = """item {
-  name: "bend/bow (at the waist)"
-  id: 1
-}
-item {
-  name: "crawl"
-  id: 2
-}
-item {
-  name: "sit"
-  id: 11
-}
-"""
 
 
 def test_ava_evaluate(tmp_path):

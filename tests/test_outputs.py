@@ -16,9 +16,10 @@ from conftest import write_vfr_video
 from stclip_cli import outputs
 from stclip_cli.errors import StclipError
 from stclip_cli.destinations import check_writable
-from stclip_cli.outputs import CsvSink, FrameResult, JsonSink, ModelInfo, VideoSink, person_label
+from stclip_cli.outputs import CsvSink, JsonSink, VideoSink, person_label
+from stclip_cli.records import FrameResult, ModelInfo, VideoInfo
 from stclip_cli.render import FrameRenderer
-from stclip_cli.video import VideoInfo, open_video
+from stclip_cli.video import open_video
 
 ACTIONS = ["brush teeth", "fishing"]
 MODEL = ModelInfo(name="stclip", backbone="ViT-B-16", checkpoint=None, mode="softmax")
@@ -105,6 +106,14 @@ def test_video_sink_round_trip(tmp_path, make_video):
         assert (back.info.width, back.info.height, back.info.fps) == (96, 64, 10.0)
     assert len(frames) == 12
     assert not np.array_equal(frames[0].image, source_first_frame(tmp_path / "clip.mp4"))
+    assert drawn_change(frames[0].image, source_first_frame(tmp_path / "clip.mp4")) > 40  # the boxes were drawn
+
+
+def drawn_change(annotated: np.ndarray, source: np.ndarray) -> float:
+    """How much the pixels along the lower part of the first box's left edge (x=5, y 30..48: below any label) differ
+    from the source's: encoding noise alone stays far under the change a drawn box outline makes."""
+    edge = (slice(30, 48), slice(4, 7))
+    return float(np.abs(annotated[edge].astype(np.int16) - source[edge].astype(np.int16)).mean())
 
 
 def source_first_frame(path: Path) -> np.ndarray:

@@ -47,6 +47,7 @@ def test_wheel_holds_the_model_cards_the_open_clip_configs_and_the_sample_clip(i
     assert {"stclip_cli/assets/arm_wrestling.mp4", "stclip_cli/assets/NOTICE"} <= names
 
 
+@pytest.mark.slow
 def test_installed_wheel_reads_its_cards_outside_the_checkout(installed, tmp_path):
     """Before, the cards were looked up beside the package's parent folder: site-packages/models, which is not there."""
     code = ("import stclip_cli.cards as c; from stclip_cli.model.clip_backbone import OPEN_CLIP_CONFIGS as o; "

@@ -12,9 +12,9 @@ import pytest
 import supervision as sv
 
 from stclip_cli import rows as rows_module
-from stclip_cli.outputs import SCORES, FrameResult, JsonSink, ModelInfo
+from stclip_cli.outputs import JsonSink
+from stclip_cli.records import SCORES, FrameResult, ModelInfo, VideoInfo
 from stclip_cli.rows import SCHEMA, RowsSink, read_stamp
-from stclip_cli.video import VideoInfo
 
 ACTIONS = ["clap", "wave", "sit"]
 MODEL = ModelInfo("tiny-test", "stclip-tiny-test", None, "softmax")

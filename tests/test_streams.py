@@ -23,19 +23,19 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from conftest import synthetic_frame, write_video
+from conftest import DETECT_ACTIONS as ACTIONS, base_args, boxes_file, detect, one_line_error, synthetic_frame, write_video
 from stclip_cli import display, predictor as predictor_module
 from stclip_cli.cards import build_model, load_card
 from stclip_cli.destinations import Target, plan_outputs, stream_stem
 from stclip_cli.detection import BoxesFile
 from stclip_cli.errors import StclipError
-from stclip_cli.outputs import FrameResult, JsonLinesSink, ModelInfo, VideoSink
-from stclip_cli.pacing import AdaptiveStride, PaceMeter
+from stclip_cli.outputs import JsonLinesSink, PaceMeter, VideoSink
+from stclip_cli.pacing import AdaptiveStride
 from stclip_cli.predictor import DetectOptions, Predictor
 from stclip_cli.scoring import Scorer
+from stclip_cli.sources import probe
 from stclip_cli.inputs import StreamInput, check_inputs, is_stream
-from stclip_cli.video import Frame, VideoInfo
-from test_cli_detect import ACTIONS, base_args, boxes_file, detect, one_line_error
+from stclip_cli.records import Frame, FrameResult, ModelInfo, VideoInfo
 
 MODEL = ModelInfo("tiny-test", "stclip-tiny-test", None, "softmax")
 
@@ -120,6 +120,7 @@ def test_http_source_gives_the_results_of_the_file(tmp_path, checkpoint, http_fo
         assert all(line["latency_s"] >= 0 for line in lines)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("container", ["mp4", "h264"])
 def test_standard_input_gives_the_results_of_the_file(tmp_path, checkpoint, container):
     """A file redirected into stdin (mp4, seekable) and raw H.264 through a pipe (no timestamps: --fps times it)."""
@@ -142,6 +143,7 @@ def test_standard_input_gives_the_results_of_the_file(tmp_path, checkpoint, cont
     assert json.loads((tmp_path / "stdin.json").read_text())["video"] == "-"
 
 
+@pytest.mark.slow
 def test_json_lines_leave_while_running_and_ctrl_c_closes_the_outputs(tmp_path, checkpoint):
     """A slow producer on stdin: lines come out (flushed) while stclip still runs; Ctrl-C then ends the stream
     cleanly: exit 0, every line whole, the JSON complete, the video (written in place) playable."""
@@ -200,6 +202,7 @@ def test_dead_url_is_one_error_line_fast(tmp_path, checkpoint):
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.slow
 def test_mp4_with_its_index_at_the_end_through_a_pipe_says_how_to_fix_it(tmp_path, checkpoint):
     rng = np.random.default_rng(0)
     path = tmp_path / "noise.mp4"  # incompressible frames: the index lies far beyond what the demuxer can look ahead
@@ -221,6 +224,7 @@ def test_mp4_with_its_index_at_the_end_through_a_pipe_says_how_to_fix_it(tmp_pat
     assert not (tmp_path / "out.json").exists()
 
 
+@pytest.mark.slow
 def test_a_stream_that_breaks_off_keeps_its_results_and_is_reported(tmp_path, checkpoint):
     video = write_video(tmp_path / "clip.mp4", n_frames=30)
     data = remux(video, tmp_path / "fast.mp4", "mp4", {"movflags": "faststart"}).read_bytes()
@@ -382,20 +386,15 @@ class FakeLiveSource:
 
     live = True
 
-    def __init__(self, clock: FakeClock, frames: int, warnings: list[str]) -> None:
-        self.clock, self.frames, self.warnings = clock, frames, warnings
+    def __init__(self, clock: FakeClock, frames: int) -> None:
+        self.clock, self.frames = clock, frames
         self.info = VideoInfo("rtsp://cam/live", 96, 64, 10.0, 0, 0)
-
-    def keyframe_schedule(self, stride: int) -> AdaptiveStride:
-        self.schedule = AdaptiveStride(stride, 8, warn=self.warnings.append, clock=self.clock)
-        return self.schedule
 
     def __iter__(self) -> Iterator[Frame]:
         for i in range(self.frames):
             asked = self.clock.now
             self.clock.now = max(self.clock.now, i / 10) + 0.005  # waits for the frame, then decodes it
-            self.schedule.waited(self.clock.now - asked)
-            yield Frame(i, i / 10, synthetic_frame(i), arrival=self.clock.now)
+            yield Frame(i, i / 10, synthetic_frame(i), arrival=self.clock.now, waited=self.clock.now - asked)
 
     def close(self) -> None:
         pass
@@ -410,7 +409,7 @@ class FakeLiveSource:
 def test_predictor_thins_out_a_live_source_when_the_scorer_is_slow(tmp_path, monkeypatch, checkpoint):
     """End to end through the predictor: a scorer taking 0.3 s (fake clock) per keyframe of a 10 fps live source."""
     clock, warnings = FakeClock(), []
-    monkeypatch.setattr(predictor_module, "open_video", lambda path, fps=None: FakeLiveSource(clock, 120, warnings))
+    monkeypatch.setattr(predictor_module, "open_source", lambda path, fps=None: FakeLiveSource(clock, 120))
     scorer = Scorer(build_model(load_card("tiny-test")), ACTIONS.split(","))
     batches = []
     real_score = scorer.score
@@ -423,7 +422,7 @@ def test_predictor_thins_out_a_live_source_when_the_scorer_is_slow(tmp_path, mon
     scorer.score = slow_score
     lines, meter = JsonLinesSink(tmp_path / "live.jsonl", clock=clock), PaceMeter(clock=clock)
     Predictor(BoxesFile(boxes_file(tmp_path, 120)), scorer, DetectOptions(batch_size=8)).run(
-        Path("rtsp://cam/live"), [lines, meter], MODEL)
+        StreamInput("rtsp://cam/live", on_warning=warnings.append), [lines, meter], MODEL)
     scored = lines_of((tmp_path / "live.jsonl").read_text())
     assert set(batches) == {1}  # a live source scores each keyframe as soon as its window is complete
     assert len(warnings) == 1 and max(line["stride"] or 1 for line in scored) > 1
@@ -463,7 +462,7 @@ def test_show_window_draws_frames_and_q_stops(monkeypatch):
 @pytest.mark.skipif(sys.platform != "linux" or os.path.exists("/dev/video99"), reason="a v4l2 device that is absent")
 def test_a_webcam_device_that_is_not_there_is_named():
     with pytest.raises(StclipError, match=r"/dev/video99: no such webcam"):
-        StreamInput("/dev/video99").probe()
+        probe(StreamInput("/dev/video99"))
 
 
 def test_emoji_codes_in_an_input_name_stay_text(tmp_path):

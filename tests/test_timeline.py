@@ -14,15 +14,14 @@ import supervision as sv
 from rich.console import Console
 from typer.testing import CliRunner
 
+from conftest import DETECT_ACTIONS as ACTIONS, base_args, boxes_file, detect, one_line_error
 from stclip_cli import cli, timeline
 from stclip_cli.errors import StclipError
-from stclip_cli.outputs import FrameResult, ModelInfo
+from stclip_cli.records import FrameResult, ModelInfo, VideoInfo
 from stclip_cli.timeline import (
     NOBODY, UNTRACKED, KeyframeLog, Lane, TimelineCollector, TimelineSink, binned, image_size, read_result, render_png,
     timeline_from_result, timeline_text,
 )
-from stclip_cli.video import VideoInfo
-from test_cli_detect import ACTIONS, base_args, boxes_file, detect, one_line_error
 
 runner = CliRunner()
 NAMES = ["walk", "run", "wave"]
@@ -134,10 +133,11 @@ def test_an_hour_of_twenty_persons_renders(tmp_path):
 @pytest.mark.parametrize("data, expected", [
     ([1, 2], "not a `stclip detect` result"),
     ({"actions": ["a"]}, "not a `stclip detect` result"),
-    ({"actions": ["a"], "frames": [{"time": 0.0}]}, "frame 0 is not a detect frame"),
-    ({"actions": ["a"], "frames": [{"time": 0.0, "persons": [{"box": [1, 2], "scores": {}}]}]}, "frame 0 is not a detect frame"),
-    ({"actions": ["a"], "frames": [{"time": "x", "persons": []}]}, "frame 0 is not a detect frame"),
-    ({"actions": ["a"], "frames": [{"time": 10 ** 400, "persons": []}]}, "frame 0 is not a detect frame"),
+    ({"actions": ["a"], "frames": [{"time": 0.0}]}, r'r.json: frames\[0\] has no "persons"'),
+    ({"actions": ["a"], "frames": [{"time": 0.0, "persons": [{"box": [1, 2], "scores": {}}]}]},
+     r"frames\[0\]\.persons\[0\]\.box must be 4 numbers"),
+    ({"actions": ["a"], "frames": [{"time": "x", "persons": []}]}, r"frames\[0\]\.time must be a finite number"),
+    ({"actions": ["a"], "frames": [{"time": 10 ** 400, "persons": []}]}, r"frames\[0\]\.time must be a finite number"),
 ])
 def test_not_a_result_is_one_line(data, expected):
     with pytest.raises(StclipError, match=expected) as err:
@@ -282,7 +282,7 @@ def test_plot_errors_are_one_line(tmp_path, make_video, checkpoint):
     folder.mkdir()
     cases = [
         (["plot", str(tmp_path / "missing.json")], "file not found"),
-        (["plot", str(bad)], "is not JSON"),
+        (["plot", str(bad)], "not a readable JSON result file"),
         (["plot", str(boxes)], "not a `stclip detect` result"),
         (["plot", str(good), "--out", str(tmp_path / "r.svg")], "--out writes a PNG image: name the file .png"),
         (["plot", str(good), "--out", str(tmp_path)], "it is a folder"),

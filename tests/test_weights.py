@@ -11,6 +11,7 @@ import open_clip.factory
 import pytest
 from open_clip.transformer import QuickGELU
 
+from conftest import put_in_hub_cache
 from stclip_cli import weights
 from stclip_cli.cards import build_model, list_cards, load_card
 from stclip_cli.errors import StclipError
@@ -33,6 +34,7 @@ def activations(clip) -> set[str]:
     return {type(block.mlp.gelu).__name__ for block in towers}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in list_cards() if n != "tiny-test"])
 def test_every_shipped_card_builds_the_activation_its_weights_need(name, fake_tag_download):
     card = load_card(name)
@@ -46,6 +48,7 @@ def test_every_shipped_card_builds_the_activation_its_weights_need(name, fake_ta
     assert tuple(clip.visual.preprocess_cfg["mean"]) == pytest.approx((0.48145466, 0.4578275, 0.40821073))
 
 
+@pytest.mark.slow
 def test_a_gelu_tag_builds_gelu_and_a_local_copy_follows_its_tag(fake_tag_download, tmp_path):
     clip = create_clip("ViT-B-16", "laion2b_s34b_b88k")
     assert activations(clip) == {"GELU"}
@@ -88,20 +91,6 @@ def test_unreachable_host_fails_at_once(monkeypatch):
         weights.clip_source("ViT-L-14", "openai")
     with pytest.raises(StclipError, match="download https://example.org/w/ViT-X.pt and pass --clip-weights FILE"):
         weights._tag_file("ViT-X", "tag", {"url": "https://example.org/w/ViT-X.pt"})
-
-
-def put_in_hub_cache(repo: str, filename: str, data: bytes) -> None:
-    """Lay a file out as huggingface_hub's cache does (refs/main -> snapshots/<revision>/file)."""
-    from huggingface_hub import constants
-
-    folder = constants.HF_HUB_CACHE
-    root = __import__("pathlib").Path(folder) / f"models--{repo.replace('/', '--')}"
-    revision = "0" * 40
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(revision)
-    target = root / "snapshots" / revision / filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
 
 
 def test_checkpoint_from_hub_cache_works_offline(monkeypatch, checkpoint):

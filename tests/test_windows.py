@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from stclip_cli.video import Frame
+from stclip_cli.records import Frame
 from stclip_cli.windows import iter_windows, keyframe_indices, window_indices
 
 

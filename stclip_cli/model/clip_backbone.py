@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
-from unittest import mock
 
 import open_clip
 import torch
@@ -15,6 +12,7 @@ from torch import nn
 from .. import MODELS
 from ..errors import StclipError
 from ..quiet import quiet_logger
+from ..safe_loading import restricted_torch_load
 from ..weights import clip_source
 
 OPEN_CLIP_CONFIGS = MODELS / "open_clip"
@@ -43,7 +41,7 @@ def create_clip(
     source = clip_source(backbone, pretrained, clip_weights)
     try:
         # random weights (no source) are drawn from a fixed seed: a checkpoint trained on them stays valid
-        with quiet_logger(), _restricted_unpickling(), torch.random.fork_rng(devices=[]):
+        with quiet_logger(), restricted_torch_load(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = open_clip.create_model(
                 backbone,
@@ -60,19 +58,6 @@ def create_clip(
     model.requires_grad_(False)
     model.eval()
     return model
-
-
-@contextlib.contextmanager
-def _restricted_unpickling():
-    """Make every torch.load inside open_clip use torch's restricted unpickler, whatever the environment says.
-
-    open_clip retries a restricted load that raised TypeError without ``weights_only`` (factory.load_state_dict), and
-    $TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turns that retry into a full unpickle, which a crafted weights file can steer to
-    run code. torch's own switch TORCH_FORCE_WEIGHTS_ONLY_LOAD keeps the retry restricted too.
-    """
-    with mock.patch.dict(os.environ, {"TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}):  # restores the environment on exit
-        os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        yield
 
 
 def check_supported(model: nn.Module) -> None:

@@ -1,28 +1,81 @@
-"""Ultralytics person-detector files read without running code from them.
+"""Loading files that hold pickles without running code from them: one policy, its messages, in one place.
 
-A ``.pt`` checkpoint is a pickle: ultralytics unpickles it whole (``torch.load(weights_only=False)``), so a crafted
-file runs any code it names. We read it with torch's restricted unpickler and an allow-list derived from the packages
-that define ultralytics models (``torch.nn.modules``, ``ultralytics.nn.modules``, ``ultralytics.nn.tasks``, and the
-loss classes a training checkpoint may carry), then hand the loaded checkpoint to ultralytics' own ``YOLO`` so that it
-never reads the file itself. A ``.yaml`` architecture is checked for the one field ultralytics ``eval``s.
+A pickle names the functions and classes that rebuild it, so loading one unrestricted runs whatever a crafted file
+names. The policy: every pickle stclip reads goes through a restricted unpickler whose allow-list is what that kind
+of file genuinely holds, and anything else is refused in one line naming it.
+
+- dataset annotation pickles (JHMDB-GT.pkl, UCF101v2-GT.pkl, AVA proposals): plain containers and numpy arrays only
+  (``load_data_pickle``, the standard library's documented ``find_class`` override);
+- ultralytics detector ``.pt`` files: torch's restricted unpickler with an allow-list derived from the packages that
+  define ultralytics models; model classes are rebuilt as bare instances, never constructed, and ``getattr`` is
+  limited to their methods; the loaded checkpoint is then handed to ultralytics' own ``YOLO`` so that it never reads
+  the file itself (``load_detector_checkpoint``); a ``.yaml`` architecture is checked for the one field ultralytics
+  ``eval``s (``check_detector_architecture``);
+- CLIP weights read by open_clip: torch's restricted unpickler, kept restricted on open_clip's retry whatever the
+  environment says (``restricted_torch_load``).
+
+Not delegated to ultralytics' own ``torch_safe_load(..., safe_only=True)`` (8.4): it refuses our crafted files, but
+it constructs allow-listed classes with arguments from the file (``DetectionModel(cfg)`` runs; only its activation
+check stops a crafted cfg) and registers its allow-list for the whole process (``add_safe_globals``), so every later
+``weights_only`` load (CLIP weights, our checkpoints) would accept ultralytics classes too.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import importlib
 import inspect
+import os
+import pickle
 import pkgutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
-
-import numpy as np
-import torch
-from torch import nn
 
 from .errors import StclipError, first_line
+
+
+# ---------------------------------------------------------------- dataset pickles
+
+# what numpy arrays, dtypes and scalars and the plain containers are rebuilt from (numpy 1 and 2 module names)
+DATA_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5 arrays
+    ("_codecs", "encode"),  # protocol 2 stores an array's bytes as a latin-1 string re-encoded on load
+    ("collections", "OrderedDict"), ("collections", "defaultdict"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"), ("builtins", "dict"), ("builtins", "tuple"),
+}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in DATA_GLOBALS:
+            raise pickle.UnpicklingError(f"it needs {module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_data_pickle(path: str | Path, what: str = "annotation file") -> Any:
+    """Read a dataset pickle (Python 2 pickles decoded as latin1), refusing anything but data."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return _DataUnpickler(f, encoding="latin1").load()
+    except FileNotFoundError:
+        raise StclipError(f"{what} not found: {path}") from None
+    except pickle.UnpicklingError as err:
+        reason = str(err)
+        if reason.startswith("it needs "):
+            raise StclipError(f"{path}: refusing to unpickle: {reason}, which is not data") from None
+        raise StclipError(f"{path} is not a readable pickle ({reason})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as err:
+        raise StclipError(f"{path} is not a readable pickle ({err})") from None
+
+
+# ---------------------------------------------------------------- ultralytics detector files
 
 MODEL_PACKAGES = ("torch.nn.modules", "ultralytics.nn.modules")
 MODEL_MODULES = ("ultralytics.nn.tasks",)
@@ -40,15 +93,17 @@ WHY = (
 )
 
 
-def load_yolo_checkpoint(path: Path, shown: str) -> Any:
+def load_detector_checkpoint(path: Path, shown: str) -> Any:
     """An ultralytics ``YOLO`` from the local ``.pt`` file ``path``, unpickled by torch's restricted unpickler.
 
     Anything the file needs beyond the allow-list is refused with one line naming it; ``shown`` is the name the user
     gave, used in messages.
     """
-    ckpt = read_checkpoint(path, shown)
+    import torch
     from ultralytics import YOLO
     from ultralytics.nn import tasks
+
+    ckpt = read_checkpoint(path, shown)
 
     def serve(weight: Any, *args: Any, **kwargs: Any) -> tuple[dict, str]:
         if Path(weight).resolve() != path.resolve():
@@ -60,12 +115,28 @@ def load_yolo_checkpoint(path: Path, shown: str) -> Any:
 
     # ultralytics' one file reader is tasks.torch_safe_load; while YOLO is built it serves the checkpoint read above,
     # and torch.load refuses outright, so no ultralytics version can fall back to reading the file unrestricted
-    with mock.patch.object(tasks, "torch_safe_load", serve), mock.patch.object(torch, "load", refuse):
+    with _replaced(tasks, "torch_safe_load", serve), _replaced(torch, "load", refuse):
         return YOLO(str(path))
+
+
+@contextlib.contextmanager
+def _replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """``owner.name`` is ``value`` inside the block and its own again after it, however the block ends. The one
+    place stclip swaps a library attribute: ultralytics' ``YOLO`` takes a file name and reads the file itself, with
+    no way to hand it a checkpoint already read (the lead may replace this once ultralytics takes one)."""
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
 
 
 def read_checkpoint(path: Path, shown: str) -> dict:
     """The checkpoint dict of an ultralytics ``.pt`` file, or a one-line refusal naming what it needs."""
+    import torch
+    from torch import nn
+
     try:
         needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except (ValueError, RuntimeError, OSError) as err:
@@ -92,7 +163,7 @@ def read_checkpoint(path: Path, shown: str) -> dict:
     return ckpt
 
 
-def check_architecture(model: str) -> None:
+def check_detector_architecture(model: str) -> None:
     """Refuse a ``.yaml`` architecture whose ``activation`` is not a plain ``nn.X(literals)``: ultralytics evals it.
 
     The file is found as ultralytics finds it when it builds (``yolov8n.yaml`` -> ``yolov8.yaml``, ``yolov8n6`` ->
@@ -115,6 +186,8 @@ def check_architecture(model: str) -> None:
 
 def _is_plain_activation(text: str) -> bool:
     """True for ``nn.SiLU()``, ``torch.nn.LeakyReLU(0.1)``: a torch.nn module class called with literals only."""
+    from torch import nn
+
     try:
         call = ast.parse(text.strip(), mode="eval").body
     except SyntaxError:
@@ -208,6 +281,8 @@ def _bare_instances_of(cls: type) -> type:
 @functools.cache
 def allow_list() -> AllowList:
     """The classes an ultralytics checkpoint needs, derived from the packages that define them (built once)."""
+    import numpy as np
+    from torch import nn
     from ultralytics.utils import IterableSimpleNamespace
 
     allowed = AllowList()
@@ -250,3 +325,29 @@ def _defined_classes(module_name: str, base: type) -> dict[str, type]:
         for c in vars(module).values()
         if isinstance(c, type) and c.__module__ == module_name and issubclass(c, base)
     }
+
+
+# ---------------------------------------------------------------- CLIP weights (open_clip)
+
+
+@contextlib.contextmanager
+def restricted_torch_load() -> Iterator[None]:
+    """Make every ``torch.load`` inside the block use torch's restricted unpickler, whatever the environment says.
+
+    open_clip retries a restricted load that raised TypeError without ``weights_only`` (factory.load_state_dict), and
+    $TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turns that retry into a full unpickle, which a crafted weights file can steer to
+    run code. torch's own switch TORCH_FORCE_WEIGHTS_ONLY_LOAD keeps the retry restricted too. The environment is
+    given back as it was when the block ends.
+    """
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
