@@ -775,10 +775,10 @@ def evaluate(
         return _eval_files(pred, gt, excluded, label_map, json_out, dataset, split, subset, classes)
     if classes is not None:
         raise StclipError("--classes chooses the classes of a --pred file; a model is evaluated on --dataset/--split")
-    from .cards import build_scoring_model, card_for_checkpoint, load_card, precision, read_metadata
+    from .cards import card_for_checkpoint, load_card, read_metadata
     from .data import default_data_root, open_dataset, pool_option
     from .evaluate import eval_protocol, evaluate_view
-    from .scoring import Scorer
+    from .pipeline import DetectConfig, assemble, build_pipeline
     from .train import latest_run
 
     card = load_card(model)
@@ -805,19 +805,24 @@ def evaluate(
                           if card.checkpoint else Path(f"eval-{dataset}-split{split}-{card.name}.json"))
     plan_file(target, "--json", reads=reads)  # before hours of evaluation, not after
     persons = _eval_persons(view, gt_boxes, boxes, detector, person_conf, device, half)
-    dev = _device(device)
-    net = build_scoring_model(card, clip_weights, dev, int8)
-    scorer = Scorer(net, view.classes, multi_label=view.multi_label, half=half)
+    # the one pipeline detect runs, with the benchmark's classes, persons and test protocol
+    config = DetectConfig(tuple(view.classes), model=model, checkpoint=str(card.checkpoint) if card.checkpoint else None,
+                          clip_weights=str(clip_weights) if clip_weights else None, batch_size=batch_size,
+                          single_action=single_action, device=device, half=half, int8=int8,
+                          multi_label=view.multi_label, **protocol.detect_settings())
+    from .persons import FixedBoxes
+
+    pipeline = build_pipeline(assemble(config), detector=FixedBoxes({}))  # each video's persons replace it
     from rich.progress import Progress
 
     with Progress(console=console, disable=quiet) as progress:
         task = progress.add_task(f"eval {dataset} split {split}", total=len(view.videos))
-        result = evaluate_view(view, scorer, persons, single_action, batch_size or _default_batch(dev.type), protocol,
+        result = evaluate_view(view, pipeline.predictor, pipeline.info, persons, protocol,
                                on_video=lambda n: progress.advance(task, n))
     result.settings = {"dataset": dataset, "split": split, "subset": subset, "model": card.name,
                        "checkpoint": str(card.checkpoint) if card.checkpoint else None, "gt_boxes": gt_boxes,
                        "persons": persons.name, "single_action": single_action,
-                       "precision": precision(net, half, int8),
+                       "precision": pipeline.info.precision,
                        "protocol": protocol.record(options.get("pool"), gt_boxes, result.coverage)}
     _note(result.note())
     _print_aps(result.aps, result.mean, f"{dataset} split {split} {subset} classes, frame mAP@0.5"

@@ -176,8 +176,10 @@ def ray_session(address: str | None, num_cpus: int | None = None, temp_dir: str 
     if address is not None:
         check_reachable(address)
     on_sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    # a local cluster's session files go into a folder of this run, removed at the end (Ray leaves /tmp/ray behind)
-    own = tempfile.mkdtemp(prefix="stclip-ray-") if address is None and temp_dir is None else None
+    # a local cluster's session files go into a folder of this run, removed at the end (Ray leaves /tmp/ray behind),
+    # unless the user chose where with $RAY_TMPDIR
+    own = (tempfile.mkdtemp(prefix="stclip-ray-") if address is None and temp_dir is None
+           and not os.environ.get("RAY_TMPDIR") else None)
     try:
         try:
             if address is None:

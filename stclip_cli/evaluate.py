@@ -9,21 +9,27 @@ reference implementation's J-HMDB test protocol, and every variant has a name th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import supervision as sv
 
-from .data.common import DatasetView
-from .detection import fp_filter
+from .data.common import DatasetView, VideoRecord
 from .errors import StclipError
 from .metrics import DetectionRow, GroundTruthRow, frame_ap, mean_ap
 from .persons import PersonSource
-from .scoring import KeyframeRequest, Scorer
+from .predictor import Predictor
+from .records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
+from .sources import open_source
+from .video import FrameFolderSource, VideoSource
+from .windows import window_indices
+
+DEFAULT_FPS = 25.0  # the frame rate of a dataset video that does not say (times only: eval matches frame indices)
 
 TEST_BOXES = ("top3", "fp-filter")
-SCORES = ("prob-x-det", "prob")
+SCORE_RULES = ("prob-x-det", "prob")
 TOP = 3  # the reference scores the 3 best detections of a frame
 FP_MARGINS = {"jhmdb": 0.001, "ucf24": 0.7, "ava": 0.7}  # method.md section 9
 
@@ -45,6 +51,11 @@ class Protocol:
     max_persons: int | None = TOP
     border: str = "inclusive"
 
+    def detect_settings(self) -> dict[str, Any]:
+        """The protocol as settings of the one pipeline (``pipeline.DetectConfig``): which boxes, which score."""
+        return {"fp_margin": self.fp_margin if self.test_boxes == "fp-filter" else None,
+                "max_persons": self.max_persons, "score": self.score, "drop_empty": self.border == "inclusive"}
+
     def record(self, pool: str | None, gt_boxes: bool, coverage: dict) -> dict:
         """JSON-ready record of the protocol a result came from (the video pool, the box and score rules, what was
         covered), so that numbers of different protocols are never compared by accident."""
@@ -63,8 +74,8 @@ def eval_protocol(
     if boxes not in TEST_BOXES:
         raise StclipError(f"unknown --test-boxes {boxes!r}: expected one of {', '.join(TEST_BOXES)}")
     rule = score or "prob-x-det"
-    if rule not in SCORES:
-        raise StclipError(f"unknown --score {rule!r}: expected one of {', '.join(SCORES)}")
+    if rule not in SCORE_RULES:
+        raise StclipError(f"unknown --score {rule!r}: expected one of {', '.join(SCORE_RULES)}")
     if max_persons is not None and max_persons < 1:
         raise StclipError(f"--max-persons must be at least 1, got {max_persons}")
     if fp_margin is not None and not (math.isfinite(fp_margin) and fp_margin >= 0):
@@ -102,39 +113,64 @@ class EvalResult:
                 f"{c['videos_without_predictions']} no predictions")
 
 
-def _selected(found: sv.Detections, protocol: Protocol, width: int, height: int) -> sv.Detections:
-    """The detections of a frame that are scored: best first, ``protocol``'s box rule, then the boxes still
-    non-empty once clipped to [0, w - 1] x [0, h - 1]; unscored (ground-truth) boxes all, in their order."""
-    if found.confidence is not None and len(found):
-        found = found[np.argsort(-found.confidence, kind="stable")]
-        if protocol.test_boxes == "fp-filter":
-            found = fp_filter(found, protocol.fp_margin)
-        found = found[: protocol.max_persons] if protocol.max_persons else found
-    if len(found) == 0:
-        return found
-    x1, x2 = (np.clip(found.xyxy[:, i], 0, width - 1) for i in (0, 2))
-    y1, y2 = (np.clip(found.xyxy[:, i], 0, height - 1) for i in (1, 3))
-    return found[(x2 > x1) & (y2 > y1)]
+class EvalRows(Sink):
+    """The in-memory sink an evaluation reads: each scored keyframe's persons as detection rows
+    ``((video, frame), class, score, box)``, and how many keyframes had any."""
+
+    def __init__(self, video: str, classes: Sequence[str]) -> None:
+        self.video, self.classes = video, list(classes)
+        self.rows: list[DetectionRow] = []
+        self.frames = 0
+
+    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
+        """Nothing to open: the rows stay in memory."""
+
+    def write(self, result: FrameResult) -> None:
+        """A keyframe's persons, one row per class; frames that carry a keyframe's results add nothing."""
+        det = result.detections
+        if not result.keyframe or not len(det):
+            return
+        self.frames += 1
+        for box, row in zip(det.xyxy, np.asarray(det.data[SCORES])):
+            self.rows.extend(((self.video, result.index), c, float(s), box) for c, s in zip(self.classes, row))
+
+    def close(self) -> None:
+        """Nothing to put in place."""
+
+    def abort(self) -> None:
+        """Nothing to discard."""
+
+
+def dataset_source(video: VideoRecord, length: int, keyframes: Sequence[int]) -> VideoSource:
+    """A dataset video as detect opens videos: its frame files through the frame-folder source (reading only the
+    frames the keyframes' windows take), or its video file through PyAV."""
+    needed = {i for k in keyframes for i in window_indices(k, video.num_frames, length, video.frame_step)}
+    fps = video.fps or DEFAULT_FPS
+    if video.frame_paths or video.frame_template is not None:
+        files = video.frame_paths or [Path(video.frame_template % (i + 1)) for i in range(video.num_frames)]
+        return FrameFolderSource(Path(files[0]).parent, fps, files=list(files), needed=needed | set(keyframes))
+    if video.video_path is None:
+        raise StclipError(f"video {video.name} has neither frame files nor a video file")
+    return open_source(video.video_path, fps)
 
 
 def evaluate_view(
     view: DatasetView,
-    scorer: Scorer,
+    predictor: Predictor,
+    model: ModelInfo,
     persons: PersonSource,
-    single_action: bool = False,
-    batch_size: int = 8,
     protocol: Protocol | None = None,
     on_video: Callable[[int], None] | None = None,
 ) -> EvalResult:
-    """Score the persons ``persons`` gives on the frames it names, for every video of ``view``, and compute frame
-    mAP@0.5 on ``view.classes``, picking and scoring boxes by ``protocol`` (default: the reference's).
+    """Score every video of ``view`` as `stclip detect` does (the same predictor, sources, windows, soft voting and
+    score rule, built by ``pipeline.build_pipeline``) on the persons ``persons`` gives and the frames it names, and
+    compute frame mAP@0.5 on ``view.classes``. ``protocol`` is recorded (the predictor's options apply it).
 
     With detected persons every frame the benchmark scores is scored, annotated or not: a detection on a frame
     without ground truth is a false positive (PASCAL VOC / ActivityNet frame AP, as the reference evaluates).
     Soft voting (``single_action``) averages the probabilities over the video before the detector score multiplies.
     """
-    protocol = protocol or Protocol()
-    if scorer.actions != list(view.classes):
+    if predictor.scorer.actions != list(view.classes):
         raise ValueError("the scorer must score exactly the view's classes")
     detections: list[DetectionRow] = []
     ground_truth: list[GroundTruthRow] = []
@@ -145,42 +181,19 @@ def evaluate_view(
             for box, names in zip(np.asarray(entry.boxes).reshape(-1, 4), entry.labels):
                 ground_truth.extend(((video.name, frame), name, box) for name in names if name in view.classes)
         frames = persons.frames(video)
-        detector = persons.detector(video)
-        scored: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-        any_box = False
-        scorer.reset()
-        images: dict[int, np.ndarray] = {}
-        for start in range(0, len(frames), batch_size):
-            chunk = frames[start : start + batch_size]
-            missing = [i for i in chunk if i not in images]
-            images.update(zip(missing, video.read_frames(missing)))
-            found = detector.detect([images[f] for f in chunk], chunk)
-            any_box = any_box or any(len(d) for d in found)
-            chosen = [(f, _selected(d, protocol, images[f].shape[1], images[f].shape[0])) for f, d in zip(chunk, found)]
-            chosen = [(f, d) for f, d in chosen if len(d)]
-            requests = [KeyframeRequest(f, video.window(f, scorer.model.window), d.xyxy) for f, d in chosen]
-            weights = [np.ones(len(d), np.float32) if d.confidence is None or protocol.score == "prob" else d.confidence
-                       for _, d in chosen]
-            needed = sorted({i for r in requests for i in r.window} | set(chunk))
-            images = {i: images[i] for i in needed if i in images}  # neighbouring windows share frames: read each once
-            missing = [i for i in needed if i not in images]
-            images.update(zip(missing, video.read_frames(missing)))
-            for request, weight, probs in zip(requests, weights, scorer.score(images, requests) if requests else []):
-                scored.append((request.keyframe, request.boxes, probs, weight))
+        rows = EvalRows(video.name, view.classes)
+        source = dataset_source(video, predictor.scorer.model.window, frames)
+        summary = predictor.with_detector(persons.detector(video)).run(
+            Path(video.name), [rows], model, source=source, keyframes=frames, frame_step=video.frame_step)
         keyframes += len(frames)
-        coverage["frames"] += len(scored)
-        coverage["videos_without_detections"] += not any_box
-        coverage["videos_without_predictions"] += not scored
-        if single_action and scored:
-            vote = np.concatenate([p for _, _, p, _ in scored]).mean(axis=0)
-            scored = [(f, b, np.broadcast_to(vote, p.shape), w) for f, b, p, w in scored]
-        for frame, boxes, probs, weight in scored:
-            for box, row, w in zip(boxes, probs, weight):
-                detections.extend(((video.name, frame), c, float(s) * float(w), box) for c, s in zip(view.classes, row))
+        coverage["frames"] += rows.frames
+        coverage["videos_without_detections"] += summary.persons == 0
+        coverage["videos_without_predictions"] += rows.frames == 0
+        detections += rows.rows
         if on_video is not None:
             on_video(1)
     aps = frame_ap(detections, ground_truth, view.classes)
     return EvalResult(aps, mean_ap(aps), len(view.videos), keyframes, {"persons": persons.name}, coverage)
 
 
-__all__ = ["EvalResult", "Protocol", "eval_protocol", "evaluate_view"]
+__all__ = ["EvalResult", "EvalRows", "Protocol", "dataset_source", "eval_protocol", "evaluate_view"]

@@ -28,6 +28,8 @@ class AdaptiveStride:
     and one if even ``max_stride`` cannot keep up.
     """
 
+    first = 0
+
     def __init__(self, stride: int, max_stride: int, period_s: float = PERIOD_S,
                  warn: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if stride < 1:

@@ -29,7 +29,7 @@ class PersonSource(Protocol):
     def detector(self, video: VideoRecord) -> PersonDetector: ...
 
 
-class FixedBoxes:
+class FixedBoxes(PersonDetector):
     """A ``PersonDetector`` over boxes known in advance: ``{frame: (boxes (n, 4), scores (n,) or None)}``."""
 
     def __init__(self, boxes: Mapping[int, tuple[np.ndarray, np.ndarray | None]]) -> None:

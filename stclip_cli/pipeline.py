@@ -61,6 +61,11 @@ class DetectConfig:
     event_gap: float = 1.0
     event_min: float = 0.5
     neutral: tuple[str, ...] = ()
+    # the benchmark protocol (eval sets these from its --test-boxes/--score; detect keeps every person, probabilities)
+    max_persons: int | None = None
+    score: str = "prob"
+    drop_empty: bool = False
+    multi_label: bool | None = None  # None: the card's (a benchmark's own: its view's)
 
     def __post_init__(self) -> None:
         if not self.actions:
@@ -73,9 +78,11 @@ class DetectConfig:
         _number("--event-min", self.event_min, 0.0)
         for flag, value, low in (("--stride", self.stride, 1), ("--batch-size", self.batch_size, 1),
                                  ("--window", self.window, 1), ("--top-k", self.top_k, 1),
-                                 ("--interest-k", self.interest_k, 0)):
+                                 ("--interest-k", self.interest_k, 0), ("--max-persons", self.max_persons, 1)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise StclipError(f"{flag} must be a whole number of at least {low} (got {value})")
+        if self.score not in ("prob", "prob-x-det"):
+            raise StclipError(f"--score must be prob or prob-x-det, not '{self.score}'")
         if not DEVICE.fullmatch(self.device):
             raise StclipError(f"--device must be auto, cpu, cuda or cuda:N (got '{self.device}')")
         if self.smooth is not None and not self.track:
@@ -99,7 +106,7 @@ class DetectConfig:
         from .predictor import DetectOptions
 
         return DetectOptions(self.stride, self.batch_size or batch_size, self.fp_margin, self.single_action, self.track,
-                             self.smooth, self.fps)
+                             self.smooth, self.fps, self.max_persons, self.score, self.drop_empty)
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d{1,3})?|mps")
@@ -213,14 +220,14 @@ def build_pipeline(assembly: Assembly, device: str | None = None, threads: int |
     if threads:
         torch.set_num_threads(threads)
     net = build_scoring_model(card, config.clip_weights, resolve_device(device or config.device), config.int8)
-    scorer = Scorer(net, list(config.actions), multi_label=card.multi_label, half=config.half,
-                    frame_fit=config.frame_fit)
+    multi_label = card.multi_label if config.multi_label is None else config.multi_label
+    scorer = Scorer(net, list(config.actions), multi_label=multi_label, half=config.half, frame_fit=config.frame_fit)
     if detector is None:
         detector = assembly.boxes if assembly.boxes is not None else YoloPersonDetector(
             config.detector, config.person_conf, device or config.device, half=config.half)
     options = config.detect_options(8 if net.device.type == "cuda" else 1)  # batching is slower on a CPU
     info = ModelInfo(card.name, card.backbone, str(card.checkpoint) if card.checkpoint else None,
-                     "sigmoid" if card.multi_label else "softmax", assembly.note, precision(net, config.half, config.int8))
+                     "sigmoid" if multi_label else "softmax", assembly.note, precision(net, config.half, config.int8))
     return Pipeline(Predictor(detector, scorer, options), info)
 
 

@@ -23,7 +23,7 @@ from .records import SCORES, Frame, FrameResult, ModelInfo, Sink, VideoInfo
 from .scoring import KeyframeRequest, Scorer
 from .sources import open_source
 from .video import VideoSource
-from .windows import EveryNth, KeyframeSchedule, Window, iter_windows
+from .windows import AtFrames, EveryNth, KeyframeSchedule, Window, iter_windows
 
 
 FRAME_BUFFER_BYTES = 256 << 20  # full-resolution uint8 frames held for one batch of keyframes
@@ -40,6 +40,9 @@ class DetectOptions:
     track: bool = False
     smooth: float | None = None
     fps: float | None = None
+    max_persons: int | None = None  # the best N detections of a frame (the reference's J-HMDB test: 3); None: all
+    score: str = "prob"  # or "prob-x-det": the probability times the detector's score (the reference's)
+    drop_empty: bool = False  # drop boxes with no area inside [0, w - 1] x [0, h - 1] (the reference's border)
 
 
 @dataclass
@@ -70,10 +73,20 @@ class Predictor:
         self.scorer = scorer
         self.options = options
 
+    def with_detector(self, detector: PersonDetector) -> Predictor:
+        """The same scorer and options with other persons (eval: each video's ground truth or detections)."""
+        return Predictor(detector, self.scorer, self.options)
+
     def run(self, path: Path | StreamInput, sinks: Sequence[Sink], model: ModelInfo, on_frames: Callable[[int], None] | None = None,
-            on_start: Callable[[VideoInfo], None] | None = None) -> VideoSummary:
-        """Process one video; every sink gets ``open``, a ``write`` per frame and ``close`` (``abort`` on failure)."""
-        source = open_source(path, self.options.fps)
+            on_start: Callable[[VideoInfo], None] | None = None, source: VideoSource | None = None,
+            keyframes: Sequence[int] | None = None, frame_step: int = 1) -> VideoSummary:
+        """Process one video; every sink gets ``open``, a ``write`` per frame and ``close`` (``abort`` on failure).
+
+        ``source``: an opened source instead of opening ``path`` (a dataset's frame list); ``keyframes``: the frames
+        to score instead of every ``stride``-th; ``frame_step``: frames between a window's frames (AVA).
+        """
+        source = source if source is not None else open_source(path, self.options.fps)
+        plan = (AtFrames(keyframes) if keyframes is not None else None, frame_step)
         summary = VideoSummary(path)
         try:
             with source:
@@ -84,10 +97,12 @@ class Predictor:
                 for sink in sinks:
                     sink.open(source.info, self.scorer.actions, model)
                 if self.options.single_action:
-                    self._run_voted(source, path, sinks, summary, on_frames)
+                    self._run_voted(source, path, sinks, summary, on_frames, plan)
                 else:
                     drawn = any(sink.needs_images for sink in sinks)
-                    for result in self._results(source, summary, on_frames, drawn, _pacing_warnings(path)):
+                    for result in self._results(source, summary, on_frames, drawn, _pacing_warnings(path), plan):
+                        if result.keyframe:
+                            self._apply_score_rule(result.detections)
                         for sink in sinks:
                             sink.write(result)
             for sink in sinks:
@@ -99,15 +114,19 @@ class Predictor:
         return summary
 
     def _run_voted(self, source: VideoSource, path: Path, sinks: Sequence[Sink], summary: VideoSummary,
-                   on_frames: Callable[[int], None] | None) -> None:
+                   on_frames: Callable[[int], None] | None, plan: tuple[AtFrames | None, int] = (None, 1)) -> None:
         """Soft voting: average every person's probabilities over the video, give that to every detection."""
-        kept = [FrameResult(r.index, r.time, r.detections, r.keyframe) for r in self._results(source, summary, on_frames, False)]
+        kept = [FrameResult(r.index, r.time, r.detections, r.keyframe)
+                for r in self._results(source, summary, on_frames, False, None, plan)]
         scores = [r.detections.data[SCORES] for r in kept if r.keyframe and len(r.detections)]
         if scores:
             vote = np.concatenate(scores).mean(axis=0).astype(np.float32)
             for r in kept:
                 if len(r.detections):
                     r.detections.data[SCORES] = np.broadcast_to(vote, r.detections.data[SCORES].shape).copy()
+        for r in kept:  # after the vote: the video's distribution, times each box's detector score
+            if r.keyframe:
+                self._apply_score_rule(r.detections)
         needs_pixels = [s for s in sinks if s.needs_images]
         if needs_pixels:
             with open_source(path, self.options.fps) as again:
@@ -122,12 +141,14 @@ class Predictor:
                     sink.write(result)
 
     def _results(self, source: VideoSource, summary: VideoSummary, on_frames: Callable[[int], None] | None,
-                 drawn: bool, warn: Callable[[str], None] | None = None) -> Iterator[FrameResult]:
+                 drawn: bool, warn: Callable[[str], None] | None = None,
+                 plan: tuple[AtFrames | None, int] = (None, 1)) -> Iterator[FrameResult]:
         """Every frame's result, in order: keyframes scored in batches, frames between them carrying their boxes.
 
         ``drawn``: a sink draws every frame, so full-resolution pixels are kept until a frame's result is out;
         otherwise only keyframes keep theirs (the detector and the person crops need them). ``warn``: where a live
-        source's pacing reports falling behind.
+        source's pacing reports falling behind. ``plan``: given keyframes (None: the stride's or the pacing's) and
+        the frames between a window's frames.
         """
         opts = self.options
         self.scorer.reset()
@@ -139,15 +160,16 @@ class Predictor:
             tracker = None
         smooth_state: dict[int, np.ndarray] = {}
         width, height = source.info.width, source.info.height
-        schedule = self.keyframes(source, warn)
+        given, frame_step = plan
+        schedule = given if given is not None else self.keyframes(source, warn)
         frames = self._ingested(source, drawn, schedule)
-        windows = iter_windows(frames, self.scorer.model.window, schedule)
+        windows = iter_windows(frames, self.scorer.model.window, schedule, frame_step)
         # a live source scores each keyframe as soon as its window is complete: latency before throughput
         size = 1 if source.live else self.batch_size(source.info, drawn)
         for batch in _batches(windows, size):
             keys = [w.key for w in batch]
             found = self.detector.detect([k.image for k in keys], [k.index for k in keys])
-            detections = [fp_filter(clip_to_frame(d, width, height), opts.fp_margin) for d in found]
+            detections = [self._selected(d, width, height) for d in found]
             if tracker is not None:
                 detections = [tracker.update(d, k.time) for d, k in zip(detections, keys)]
             images = {f.index: f.image for w in batch for f in w.frames}
@@ -180,9 +202,32 @@ class Predictor:
         context = self.scorer.model.uses_patches
         for frame in frames:
             key = schedule.is_key(frame)
-            if key or context:
+            if (key or context) and frame.image is not None:  # a source may skip frames no window reads
                 self.scorer.ingest(frame.index, frame.image)
             yield frame if key or drawn else replace(frame, image=None)
+
+    def _selected(self, found: sv.Detections, width: int, height: int) -> sv.Detections:
+        """The persons of a keyframe that are scored: inside the frame, the false-positive filter, with
+        ``max_persons`` the best N (by detector score), and with ``drop_empty`` none without area once clipped to
+        [0, w - 1] x [0, h - 1]. Boxes without detector scores (ground truth) are all kept, in their order."""
+        opts = self.options
+        det = clip_to_frame(found, width, height)
+        if opts.max_persons is not None and det.confidence is not None and len(det):
+            det = det[np.argsort(-det.confidence, kind="stable")]
+        det = fp_filter(det, opts.fp_margin)
+        if opts.max_persons is not None and det.confidence is not None:
+            det = det[: opts.max_persons]
+        if opts.drop_empty and len(det):
+            x1, x2 = (np.clip(det.xyxy[:, i], 0, width - 1) for i in (0, 2))
+            y1, y2 = (np.clip(det.xyxy[:, i], 0, height - 1) for i in (1, 3))
+            det = det[(x2 > x1) & (y2 > y1)]
+        return det
+
+    def _apply_score_rule(self, det: sv.Detections) -> None:
+        """``prob-x-det``: a keyframe's probabilities times each box's detector score (in place: the frames that carry
+        its boxes share the detections); boxes without a detector score (ground truth) count as 1."""
+        if self.options.score == "prob-x-det" and len(det) and det.confidence is not None:
+            det.data[SCORES] = (det.data[SCORES] * det.confidence[:, None]).astype(np.float32)
 
     def batch_size(self, info: VideoInfo, drawn: bool) -> int:
         """Keyframes per forward pass: the option, lowered so the full-resolution frames held for a batch (its

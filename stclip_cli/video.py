@@ -185,21 +185,27 @@ class PyAVSource:
 
 
 class FrameFolderSource:
-    """A folder of image files read in natural sort order (frame_2 before frame_10) at a given rate."""
+    """A folder of image files read in natural sort order (frame_2 before frame_10) at a given rate.
+
+    ``files``: the frames, in order, when they are known already (a dataset's list, which may not be a whole
+    folder); ``needed``: when given, only these frame indices are read, the others come without pixels (a benchmark
+    scores a few windows of a long video).
+    """
 
     live = False
 
-    def __init__(self, path: Path, fps: float) -> None:
+    def __init__(self, path: Path, fps: float, files: list[Path] | None = None, needed: set[int] | None = None) -> None:
         if fps <= 0:
             raise StclipError(f"frame rate must be positive, got {fps}")
         self.path = path
-        self.files = sorted(
+        self.needed = needed
+        self.files = list(files) if files is not None else sorted(
             (f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
             key=_natural_key,
         )
         if not self.files:
             raise StclipError(f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder")
-        first = self._read(0)
+        first = self._read(min(needed) if needed else 0)
         self.info = VideoInfo(
             path=path,
             width=first.shape[1],
@@ -219,6 +225,9 @@ class FrameFolderSource:
         size = (self.info.height, self.info.width)
         for index in range(len(self.files)):
             arrival = time.monotonic()
+            if self.needed is not None and index not in self.needed:
+                yield Frame(index=index, time=index / self.info.fps, image=None, arrival=arrival)
+                continue
             image = self._read(index)
             if image.shape[:2] != size:
                 raise StclipError(

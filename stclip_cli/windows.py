@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -10,13 +11,17 @@ from typing import Protocol
 from stclip_cli.records import Frame
 
 
-def window_indices(keyframe: int, num_frames: int, length: int) -> list[int]:
-    """Indices of the ``length`` frames centred on ``keyframe``, shifted to stay inside ``[0, num_frames)``.
+def window_indices(keyframe: int, num_frames: int, length: int, step: int = 1) -> list[int]:
+    """Indices of the ``length`` frames centred on ``keyframe``, ``step`` frames apart.
 
-    Frame 0 gets frames 0..T-1, the last frame gets the last T frames; videos shorter than T use every frame.
+    With ``step`` 1 the window shifts to stay inside ``[0, num_frames)``: frame 0 gets frames 0..T-1, the last frame
+    the last T frames, and videos shorter than T use every frame. With a larger step (AVA's sparse windows) frames
+    past either end repeat the first or last frame, as the reference samples them.
     """
     if not 0 <= keyframe < num_frames:
         raise ValueError(f"keyframe {keyframe} outside a video of {num_frames} frames")
+    if step != 1:
+        return [min(max(keyframe + (k - length // 2) * step, 0), num_frames - 1) for k in range(length)]
     if num_frames <= length:
         return list(range(num_frames))
     start = min(max(keyframe - length // 2, 0), num_frames - length)
@@ -33,7 +38,9 @@ def keyframe_indices(num_frames: int, stride: int) -> list[int]:
 class KeyframeSchedule(Protocol):
     """Which frames are keyframes (scored). ``is_key`` is asked once per frame, in stream order, as the frame arrives;
     ``step(key)``, asked after keyframe ``key`` arrived, is the distance to the next keyframe (the frames in between
-    carry its results). Frame 0 is always a keyframe."""
+    carry its results). ``first`` is the first keyframe (0 for a stride; None: no frame is scored)."""
+
+    first: int | None
 
     def is_key(self, frame: Frame) -> bool: ...
 
@@ -42,6 +49,8 @@ class KeyframeSchedule(Protocol):
 
 class EveryNth:
     """The fixed schedule: every ``stride``-th frame from frame 0."""
+
+    first = 0
 
     def __init__(self, stride: int) -> None:
         if stride < 1:
@@ -55,6 +64,24 @@ class EveryNth:
     def step(self, key: int) -> int:
         """Frames from keyframe ``key`` to the next one."""
         return self.stride
+
+
+class AtFrames:
+    """A given set of keyframes (a benchmark's scored frames), in index order; ``first`` is None when it is empty."""
+
+    def __init__(self, keyframes: Iterable[int]) -> None:
+        self.keys = sorted(set(keyframes))
+        self._set = set(self.keys)
+        self.first = self.keys[0] if self.keys else None
+
+    def is_key(self, frame: Frame) -> bool:
+        """Whether ``frame`` is one of the keyframes."""
+        return frame.index in self._set
+
+    def step(self, key: int) -> int:
+        """Frames from keyframe ``key`` to the next one (past the end of any video after the last)."""
+        later = bisect.bisect_right(self.keys, key)
+        return self.keys[later] - key if later < len(self.keys) else 1 << 40
 
 
 @dataclass(frozen=True)
@@ -81,7 +108,7 @@ class Window:
         return [self.key, *self.following]
 
 
-def iter_windows(frames: Iterable[Frame], length: int, stride: int | KeyframeSchedule) -> Iterator[Window]:
+def iter_windows(frames: Iterable[Frame], length: int, stride: int | KeyframeSchedule, step: int = 1) -> Iterator[Window]:
     """Yield a ``Window`` per keyframe (every ``stride``-th frame, or as a ``KeyframeSchedule`` decides) from a frame
     stream, in stream order.
 
@@ -92,10 +119,12 @@ def iter_windows(frames: Iterable[Frame], length: int, stride: int | KeyframeSch
     if length < 1:
         raise ValueError(f"window length must be >= 1, got {length}")
     schedule = EveryNth(stride) if isinstance(stride, int) else stride
-    half = length // 2
+    half = (length // 2) * step
     buffer: deque[Frame] = deque()
     seen = 0
-    next_key = 0
+    if schedule.first is None:
+        return
+    next_key = schedule.first
     stream = iter(frames)
     ended = False
 
@@ -115,17 +144,17 @@ def iter_windows(frames: Iterable[Frame], length: int, stride: int | KeyframeSch
         read_until(next_key + 1)  # the keyframe itself: its step is decided when it arrives
         if next_key >= seen:
             return
-        step = schedule.step(next_key)
-        read_until(max(next_key + half + 1, next_key + step, length + 1))
-        indices = window_indices(next_key, seen, length)
+        gap = schedule.step(next_key)
+        read_until(max(next_key + half + 1, next_key + gap, length + 1))
+        indices = window_indices(next_key, seen, length, step)
         first = buffer[0].index
         yield Window(
             keyframe=next_key,
             indices=indices,
             frames=[buffer[i - first] for i in indices],
-            following=[buffer[i - first] for i in range(next_key + 1, min(next_key + step, seen))],
+            following=[buffer[i - first] for i in range(next_key + 1, min(next_key + gap, seen))],
         )
-        next_key += step
-        keep_from = min(next_key - half, seen - length)
+        next_key += gap
+        keep_from = min(next_key - half, seen - length) if step == 1 else next_key - half
         while buffer and buffer[0].index < keep_from:
             buffer.popleft()

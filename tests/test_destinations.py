@@ -106,7 +106,7 @@ def test_symlink_to_stdout_and_dash_reach_stdout(tmp_path, make_video, checkpoin
     proc = stclip("detect", video, *args(checkpoint, boxes), "--json", "-")
     assert proc.returncode == 0 and json.loads(proc.stdout)["num_frames"] == 3
     proc = stclip("detect", video, *args(checkpoint, boxes), "--csv", "-")
-    assert proc.returncode == 0 and len(proc.stdout.strip().splitlines()) == 3 * 2
+    assert proc.returncode == 0 and len(proc.stdout.strip().splitlines()) == 1 + 3 * 2  # the header, then the rows
     assert not (tmp_path / "clip.stclip.json").exists()
 
 

@@ -68,3 +68,37 @@ def test_stamp_ignores_speed_and_follows_results(tmp_path, checkpoint):
     assert stamp(batch_size=16) == assembly.stamp()
     for change in ({"stride": 2}, {"actions": ("wave",)}, {"half": True}, {"person_conf": 0.5}):
         assert stamp(**change) != assembly.stamp(), change
+
+
+def test_eval_scores_what_detect_ships(tmp_path, checkpoint, monkeypatch):
+    """`stclip eval --gt-boxes` and `stclip detect` on the same frames with the same boxes give the same scores: eval
+    is a detect run (one source, one predictor, one scorer), not a second pipeline."""
+    from typer.testing import CliRunner
+
+    import stclip_cli.evaluate as evaluate
+    from stclip_cli.data import open_dataset
+    from synthetic import make_jhmdb
+
+    root = make_jhmdb(tmp_path / "jhmdb", videos_per_class=2, frames=6, classes=["clap", "sit"])
+    rows: list = []
+    real = evaluate.frame_ap
+    monkeypatch.setattr(evaluate, "frame_ap", lambda dets, gt, classes: (rows.extend(dets), real(dets, gt, classes))[1])
+    result = CliRunner().invoke(app, ["eval", "--dataset", "jhmdb", "--split", "1", "--data-root", str(root), "--model",
+                                      "tiny-test", "--checkpoint", str(checkpoint), "--device", "cpu", "--quiet",
+                                      "--gt-boxes", "--json", str(tmp_path / "eval.json")])
+    assert result.exit_code == 0, result.output
+    view = open_dataset("jhmdb", root, 1, "test")
+    video = view.videos[0]
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"frames": [{"index": f, "persons": [{"box": [float(v) for v in entry.boxes[0]]}]}
+                                            for f, entry in sorted(video.gt.items())]}))
+    shipped = CliRunner().invoke(app, ["detect", str(video.frame_paths[0].parent), "--actions", ",".join(view.classes), "--model",
+                                       "tiny-test", "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--device",
+                                       "cpu", "--quiet", "--json", str(tmp_path / "detect.json")])
+    assert shipped.exit_code == 0, shipped.output
+    detected = {(f["index"], name): score for f in json.loads((tmp_path / "detect.json").read_text())["frames"]
+                for p in f["persons"] for name, score in p["scores"].items()}
+    evaluated = {(frame, name): score for (name_of_video, frame), name, score, _ in rows if name_of_video == video.name}
+    assert set(evaluated) == set(detected) and len(evaluated) == len(view.classes) * len(video.gt)
+    for key, score in evaluated.items():
+        assert score == pytest.approx(detected[key], abs=1e-4), key  # the JSON rounds to 4 decimals

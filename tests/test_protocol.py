@@ -132,9 +132,12 @@ class RecordingScorer:
         from types import SimpleNamespace
 
         self.actions, self.probs, self.seen = list(classes), np.asarray(probs, np.float32), []
-        self.model = SimpleNamespace(window=1)
+        self.model = SimpleNamespace(window=1, uses_patches=False)
 
     def reset(self) -> None:
+        pass
+
+    def ingest(self, index, image) -> None:
         pass
 
     def score(self, images, requests):
@@ -164,18 +167,29 @@ def _rows(monkeypatch) -> list:
     return rows
 
 
+def evaluate(view, scorer, persons, protocol):
+    """The evaluator on the pipeline's predictor, with the protocol as its options (as `stclip eval` builds it)."""
+    from stclip_cli.evaluate import evaluate_view
+    from stclip_cli.persons import FixedBoxes
+    from stclip_cli.predictor import DetectOptions, Predictor
+    from stclip_cli.records import ModelInfo
+
+    predictor = Predictor(FixedBoxes({}), scorer, DetectOptions(**protocol.detect_settings()))
+    return evaluate_view(view, predictor, ModelInfo("m", "b", None, "softmax"), persons, protocol)
+
+
 FIVE = [[10, 10, 40, 60], [60, 50, 100, 80], [0, 0, 20, 20], [50, 0, 70, 30], [20, 20, 50, 50]]
 FIVE_SCORES = [0.7, 0.9, 0.2, 0.5, 0.6]
 
 
 def test_top3_boxes_scored_with_probability_times_detector_score(tmp_path, monkeypatch):
-    from stclip_cli.evaluate import eval_protocol, evaluate_view
+    from stclip_cli.evaluate import eval_protocol
     from stclip_cli.persons import DatasetPersons
     from stclip_cli.preprocess import crop_boxes
 
     view = _one_frame_view(tmp_path, FIVE, FIVE_SCORES)
     scorer, rows = RecordingScorer(["clap", "sit"], [0.8, 0.2]), _rows(monkeypatch)
-    result = evaluate_view(view, scorer, DatasetPersons(), protocol=eval_protocol("jhmdb"))
+    result = evaluate(view, scorer, DatasetPersons(), eval_protocol("jhmdb"))
     # the 3 best detections (0.9, 0.7, 0.6), best first; no threshold
     np.testing.assert_array_equal(scorer.seen[0], [FIVE[1], FIVE[0], FIVE[4]])
     assert [(r[1], round(r[2], 6)) for r in rows] == [
@@ -185,7 +199,7 @@ def test_top3_boxes_scored_with_probability_times_detector_score(tmp_path, monke
     assert result.coverage == {"videos": 1, "frames": 1, "videos_without_detections": 0, "videos_without_predictions": 0}
     # the named variants: the paper's filter (best box only at margin 0.001) and the bare probability
     scorer, rows = RecordingScorer(["clap", "sit"], [0.8, 0.2]), _rows(monkeypatch)
-    evaluate_view(view, scorer, DatasetPersons(), protocol=eval_protocol("jhmdb", "fp-filter", "prob"))
+    evaluate(view, scorer, DatasetPersons(), eval_protocol("jhmdb", "fp-filter", "prob"))
     np.testing.assert_array_equal(scorer.seen[0], [FIVE[1]])
     assert [(r[1], round(r[2], 6)) for r in rows] == [("clap", 0.8), ("sit", 0.2)]
 
@@ -197,7 +211,7 @@ def test_border_crop_and_empty_boxes(tmp_path, monkeypatch):
     from open_clip.transform import PreprocessCfg, image_transform_v2
     from PIL import Image
 
-    from stclip_cli.evaluate import eval_protocol, evaluate_view
+    from stclip_cli.evaluate import eval_protocol
     from stclip_cli.persons import DatasetPersons
     from stclip_cli.preprocess import ClipPreprocess
 
@@ -208,10 +222,10 @@ def test_border_crop_and_empty_boxes(tmp_path, monkeypatch):
     # a box left empty by the clip to [0, w - 1] is dropped, not scored
     view = _one_frame_view(tmp_path, [[99.5, 10, 100, 40], [10, 10, 40, 60]], [0.9, 0.5])
     scorer = RecordingScorer(["clap", "sit"], [0.8, 0.2])
-    evaluate_view(view, scorer, DatasetPersons(), protocol=eval_protocol("jhmdb"))
+    evaluate(view, scorer, DatasetPersons(), eval_protocol("jhmdb"))
     np.testing.assert_array_equal(scorer.seen[0], [[10, 10, 40, 60]])
     view.videos[0].detections = {}
-    result = evaluate_view(view, RecordingScorer(["clap", "sit"], [0.8, 0.2]), DatasetPersons(), protocol=eval_protocol("jhmdb"))
+    result = evaluate(view, RecordingScorer(["clap", "sit"], [0.8, 0.2]), DatasetPersons(), eval_protocol("jhmdb"))
     assert result.coverage == {"videos": 1, "frames": 0, "videos_without_detections": 1, "videos_without_predictions": 1}
     assert result.aps["clap"] == 0.0  # its ground truth counts as missed
 
