@@ -226,3 +226,22 @@ def test_help_and_argument_errors_do_not_import_gradio(tmp_path):
     help_proc = subprocess.run([sys.executable, "-m", "stclip_cli", "app", "--help"], capture_output=True, text=True,
                                timeout=60)
     assert help_proc.returncode == 0 and "127.0.0.1" in help_proc.stdout
+
+
+def test_the_model_is_built_once_and_rebuilt_only_for_another_checkpoint(checkpoint, boxes, tmp_path, make_video):
+    from stclip_cli.app import Runner
+
+    video = make_video(tmp_path, n_frames=12)
+    other = tmp_path / "other.safetensors"
+    shutil.copyfile(checkpoint, other)
+    runner = Runner(AppSettings(model="tiny-test", checkpoint=str(checkpoint), boxes=str(boxes), device="cpu"))
+    jobs = [("wave, clap", checkpoint), ("run, jump, sit", checkpoint), ("run, jump, sit", other)]
+    for n, (actions, weights) in enumerate(jobs):
+        folder = tmp_path / f"job{n}"
+        folder.mkdir()
+        result = runner.run(video, "clip.mp4", runner.config(actions, "tiny-test", str(weights)), folder)
+        written = json.loads(result.json.read_text())
+        assert written["actions"] == [a.strip() for a in actions.split(",")] and written["video"] == "clip.mp4"
+        assert result.video.stat().st_size and result.timeline.stat().st_size and result.events_file.is_file()
+        assert runner.builds == (1, 1, 2)[n]
+    assert not runner.lock.locked()
