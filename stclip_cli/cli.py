@@ -980,6 +980,38 @@ def plot(
     console.print(f"wrote {target}", highlight=False)
 
 
+@app.command("app")
+@friendly
+def app_command(
+    host: str = typer.Option("127.0.0.1", help="address to listen on; 0.0.0.0 lets other machines in"),
+    port: int = typer.Option(7860, min=1, max=65535, help="port to listen on"),
+    model: str = typer.Option(DEFAULT("model"), help="the model card chosen at start (the page can choose another)"),
+    checkpoint: Optional[str] = typer.Option(None, help="ST-CLIP weights: a file or hf-hub:ORG/REPO", show_default="$STCLIP_CHECKPOINT"),
+    clip_weights: Optional[Path] = typer.Option(None, help="local CLIP weights file (offline use)"),
+    detector: str = typer.Option(DEFAULT("detector"), help="ultralytics person detector: name, .pt path or .yaml"),
+    boxes: Optional[Path] = typer.Option(None, help="precomputed person boxes applied to every video (detect JSON or COCO-results JSON)"),
+    device: str = typer.Option(DEFAULT("device"), help="auto, cpu, cuda or cuda:i"),
+    quiet: bool = typer.Option(False, help="no start-up messages", metavar=""),
+) -> None:
+    """Try it in a browser: upload a video, name the actions, watch the annotated video, timeline and events
+    (pip install "stclip[app]"). Local only by default; never a public share link.
+
+    Example: stclip app --checkpoint runs/jhmdb-split1/final.safetensors
+    """
+    for path, flag in ((clip_weights, "--clip-weights"), (boxes, "--boxes")):
+        if path is not None and not path.is_file():
+            raise StclipError(f"file not found: {path} ({flag})")
+    import importlib.util
+
+    from .app import AppSettings, build_app
+
+    settings = AppSettings(model, checkpoint, str(clip_weights) if clip_weights else None, detector,
+                           str(boxes) if boxes else None, device, host, port, quiet)
+    if importlib.util.find_spec("gradio") is None:
+        raise StclipError('stclip app needs Gradio: pip install "stclip[app]"')
+    build_app(settings).launch(block=True)
+
+
 def main() -> None:
     """Entry point for `python -m stclip_cli`."""
     app()
