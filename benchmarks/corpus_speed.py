@@ -49,8 +49,8 @@ def settings_for(card_name: str, work: Path, boxes: Path, stride: int):
     """The corpus settings of a random-weight ST-CLIP of ``card_name``, through a checkpoint as users run it."""
     import torch
 
-    from stclip_cli.cards import build_model, card_for_checkpoint, load_card, save_checkpoint
-    from stclip_cli.detection import BoxesFile
+    from stclip_cli.weights.cards import build_model, card_for_checkpoint, load_card, save_checkpoint
+    from stclip_cli.core.detection import BoxesFile
     from stclip_cli.model.clip_backbone import register_model_configs
     from stclip_cli.pipeline import Assembly, DetectConfig
 
@@ -66,9 +66,9 @@ def settings_for(card_name: str, work: Path, boxes: Path, stride: int):
 
 def run_single(settings, jobs, threads: int) -> dict:
     """The single-process path: one Predictor, the videos in turn, the same sinks."""
-    from stclip_cli.corpus import build_predictor
-    from stclip_cli.outputs import plan_sinks
-    from stclip_cli.rows import RowsSink
+    from stclip_cli.corpus.engine import build_predictor
+    from stclip_cli.sinks.outputs import plan_sinks
+    from stclip_cli.sinks.rows import RowsSink
 
     start = time.perf_counter()
     pipeline = build_predictor(settings, threads)
@@ -83,7 +83,7 @@ def run_single(settings, jobs, threads: int) -> dict:
 
 def run_ray(settings, jobs, actors: int, cpus: float) -> dict:
     """The Ray engine's pool on the running local cluster."""
-    from stclip_cli.corpus import run_corpus
+    from stclip_cli.corpus.engine import run_corpus
 
     start = time.perf_counter()
     results = run_corpus(settings, jobs, [{}] * len(jobs), (actors, cpus, 0.0), lambda result: None)
@@ -110,7 +110,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from stclip_cli.corpus import driver_output, prepare, ray_session
+    from stclip_cli.corpus.engine import driver_output, prepare, ray_session
 
     work = Path(tempfile.mkdtemp(prefix="stclip-corpus-bench-"))
     folder = work / "videos"

@@ -51,7 +51,7 @@ def make_checkpoint(folder: Path, card_name: str) -> Path:
     """A random-weight checkpoint of the card (nothing can be downloaded here)."""
     import torch
 
-    from stclip_cli.cards import build_model, load_card, save_checkpoint
+    from stclip_cli.weights.cards import build_model, load_card, save_checkpoint
 
     torch.manual_seed(0)
     card = load_card(card_name).replace(pretrained="none")

@@ -51,13 +51,13 @@ def run_one(video: Path, args: argparse.Namespace) -> dict:
     """Child process: run the pipeline on one video with timers around each stage."""
     import torch
 
-    from stclip_cli.cards import build_model, load_card
-    from stclip_cli.detection import YoloPersonDetector
-    from stclip_cli.outputs import JsonSink, VideoSink
+    from stclip_cli.weights.cards import build_model, load_card
+    from stclip_cli.core.detection import YoloPersonDetector
+    from stclip_cli.sinks.outputs import JsonSink, VideoSink
     from stclip_cli.records import ModelInfo
-    from stclip_cli.predictor import DetectOptions, Predictor
-    from stclip_cli.scoring import Scorer
-    from stclip_cli import predictor as predictor_module
+    from stclip_cli.core.predictor import DetectOptions, Predictor
+    from stclip_cli.core.scoring import Scorer
+    from stclip_cli.core import predictor as predictor_module
 
     timers = {"decode": 0.0, "detect": 0.0, "score": 0.0, "render": 0.0}
 

@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from stclip_cli.cards import build_model, load_card
+from stclip_cli.weights.cards import build_model, load_card
 
 ACTIONS = ["clap", "sit", "wave", "throw", "pullup", "catch"]
 

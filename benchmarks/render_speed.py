@@ -14,8 +14,8 @@ import time
 import numpy as np
 import supervision as sv
 
-from stclip_cli.outputs import person_label
-from stclip_cli.render import FrameRenderer
+from stclip_cli.sinks.outputs import person_label
+from stclip_cli.sinks.render import FrameRenderer
 
 ACTIONS = ["arm wrestling", "brush teeth", "climb stairs", "café au lait 💪", "a very long action name " * 4]
 

@@ -49,7 +49,7 @@ ACTIONS = ["clap", "sit", "wave", "throw", "pullup", "catch"]
 
 def random_model(card_name: str = "stclip-vitb16"):
     """The inference model of a card with random CLIP weights and random, non-zero ST-CLIP weights (LoRA included)."""
-    from stclip_cli.cards import build_model, load_card
+    from stclip_cli.weights.cards import build_model, load_card
 
     torch.manual_seed(0)
     card = load_card(card_name).replace(pretrained="none")
@@ -64,7 +64,7 @@ def random_model(card_name: str = "stclip-vitb16"):
 
 def inference_copy(card, trained, int8: bool):
     """An inference-form model (LoRA merged) with the trained model's weights, optionally int8."""
-    from stclip_cli.cards import build_model, save_checkpoint
+    from stclip_cli.weights.cards import build_model, save_checkpoint
     from stclip_cli.model.int8 import quantize_int8
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,9 +131,9 @@ def golden_deviation(int8: bool) -> dict | None:
         return None
     import open_clip
 
-    from stclip_cli.cards import ModelCard, build_model
+    from stclip_cli.weights.cards import ModelCard, build_model
     from stclip_cli.model.int8 import quantize_int8
-    from stclip_cli.reference import load_reference_weights, read_reference
+    from stclip_cli.weights.reference import load_reference_weights, read_reference
 
     golden = torch.load(GOLDEN, map_location="cpu", weights_only=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,7 +213,7 @@ def main() -> None:
                                 "golden": golden_deviation(name == "int8")}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        from stclip_cli.cards import save_checkpoint
+        from stclip_cli.weights.cards import save_checkpoint
 
         checkpoint = tmp_path / "vitb16-random.safetensors"
         save_checkpoint(checkpoint, trained, card, {"step": 0})

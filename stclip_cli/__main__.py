@@ -1,5 +1,5 @@
 """`python -m stclip_cli` (what torchrun launches for multi-GPU training)."""
 
-from .cli import app
+from stclip_cli.cli import app
 
 app()

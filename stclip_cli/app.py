@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import StclipError
-from .pipeline import DetectConfig
+from stclip_cli.errors import StclipError
+from stclip_cli.pipeline import DetectConfig
 
 if TYPE_CHECKING:
-    from .events import Event
-    from .inputs import StreamInput
-    from .pipeline import Pipeline
+    from stclip_cli.sinks.events import Event
+    from stclip_cli.sources.inputs import StreamInput
+    from stclip_cli.pipeline import Pipeline
 
 EVENT_COLUMNS = ["track", "action", "from (s)", "to (s)", "peak"]
 VIDEO_ID = "stclip-video"
@@ -51,7 +51,7 @@ class AppSettings:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        from .pipeline import DEVICE
+        from stclip_cli.pipeline import DEVICE
 
         if not DEVICE.fullmatch(self.device):
             raise StclipError(f"--device must be auto, cpu, cuda or cuda:N (got '{self.device}')")
@@ -85,7 +85,7 @@ class Runner:
 
     def config(self, actions: str, model: str | None = None, checkpoint: str | None = None) -> DetectConfig:
         """The detect settings of a job: the CLI's, with events on (they need person tracks)."""
-        from .actions import parse_actions
+        from stclip_cli.core.actions import parse_actions
 
         s = self.settings
         return DetectConfig(tuple(parse_actions(actions)), model=model or s.model, checkpoint=checkpoint or None,
@@ -94,9 +94,9 @@ class Runner:
     def pipeline(self, config: DetectConfig) -> "Pipeline":
         """The pipeline for ``config``: built when the card or checkpoint changed, else the last one with the text
         of these actions."""
-        from .pipeline import Pipeline, assemble, build_pipeline
-        from .predictor import Predictor
-        from .scoring import Scorer
+        from stclip_cli.pipeline import Pipeline, assemble, build_pipeline
+        from stclip_cli.core.predictor import Predictor
+        from stclip_cli.core.scoring import Scorer
 
         assembly = assemble(config)  # names that do not fit the text encoder, a missing checkpoint: one line
         key = (config.model, config.checkpoint)
@@ -116,10 +116,10 @@ class Runner:
     def run(self, source: "Path | StreamInput", name: str, config: DetectConfig, folder: Path,
             progress: Callable[[int, int | None], None] | None = None) -> JobResult:
         """Score one video into ``folder`` with detect's sinks: annotated MP4, timeline PNG, JSON, CSV, events."""
-        from .destinations import plan_outputs
-        from .events import EventRule, EventsSink
-        from .outputs import plan_sinks
-        from .video import open_video
+        from stclip_cli.sinks.destinations import plan_outputs
+        from stclip_cli.sinks.events import EventRule, EventsSink
+        from stclip_cli.sinks.outputs import plan_sinks
+        from stclip_cli.sources.video import open_video
 
         if isinstance(source, Path):
             with open_video(source):  # a file that is no video: the CLI's one line, before the model loads
@@ -204,7 +204,7 @@ def event_rows(events: list["Event"]) -> list[list[Any]]:
 
 def model_choices(settings: AppSettings) -> list[str]:
     """The cards the chooser lists: ``stclip``, the shipped cards and the one the app was started with."""
-    from .cards import list_cards
+    from stclip_cli.weights.cards import list_cards
 
     choices = ["stclip", *list_cards()]
     return choices if settings.model in choices else [settings.model, *choices]
@@ -239,7 +239,7 @@ def build_app(settings: AppSettings, root: Path | None = None) -> App:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    from .inputs import StreamInput, is_stream
+    from stclip_cli.sources.inputs import StreamInput, is_stream
 
     from gradio.processing_utils import hash_file
 

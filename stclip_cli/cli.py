@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import OutputClosed, StclipError, Terminated
-from .pipeline import DetectConfig
+from stclip_cli.errors import OutputClosed, StclipError, Terminated
+from stclip_cli.pipeline import DetectConfig
 
 DEFAULT = DetectConfig.default  # detect's defaults live in DetectConfig, the one place
 
@@ -50,7 +50,7 @@ RAY_PANEL = "Corpora on Ray (pip install \"stclip\\[ray]\")"  # \\[: a bracket, 
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from stclip_cli import __version__
 
         Console().print(f"stclip {__version__}", highlight=False)
         raise typer.Exit()
@@ -130,7 +130,7 @@ def _default_batch(device: str) -> int:
 
 
 def _device(name: str):
-    from .train import resolve_device
+    from stclip_cli.benchmark.train import resolve_device
 
     return resolve_device(name)
 
@@ -142,7 +142,7 @@ def splits(dataset: Optional[str] = typer.Option(None, help="jhmdb, ucf24 or ava
 
     Example: stclip splits --dataset jhmdb
     """
-    from .data.splits import list_splits
+    from stclip_cli.data.splits import list_splits
 
     table = Table(title="zero-shot label splits")
     for col in ("dataset", "split", "train classes", "unseen (test) classes"):
@@ -161,8 +161,8 @@ def params(model: str = typer.Option("stclip-vitb16", help="model card name or .
 
     Example: stclip params --model stclip-vitb16
     """
-    from .cards import load_card
-    from .params import PAPER_TUNED_PARAMETERS, parameter_report
+    from stclip_cli.weights.cards import load_card
+    from stclip_cli.model.params import PAPER_TUNED_PARAMETERS, parameter_report
 
     card = load_card(model)
     report = parameter_report(card)
@@ -244,8 +244,8 @@ def detect(
     stclip detect rtsp://camera/stream --actions "fall down,fight" --jsonl - --video live.mp4 ;
     stclip detect clips/ "s3://bucket/cams/**.mp4" @more.txt --actions "clap,wave" --json out/json/ --parquet out/rows/ --actors 4
     """
-    from .actions import parse_actions
-    from .pipeline import DetectConfig
+    from stclip_cli.core.actions import parse_actions
+    from stclip_cli.pipeline import DetectConfig
 
     # everything a user can get wrong is checked here, before torch and the models load (seconds)
     names = parse_actions(actions, actions_file)
@@ -262,12 +262,12 @@ def detect(
     ray_options = {"--parquet": parquet, "--actors": actors, "--cpus-per-actor": cpus_per_actor,
                    "--gpus-per-actor": gpus_per_actor, "--ray-address": ray_address}
     if _ray_engine(engine, ray_options):
-        from .corpus import Resources
+        from stclip_cli.corpus.engine import Resources
 
         return _detect_corpus([str(v) for v in videos], config, parquet=parquet, reads=reads, quiet=quiet,
                               resources=Resources(actors, cpus_per_actor, gpus_per_actor, ray_address),
                               outputs={"json": json_out, "video": video_out, "csv": csv_out, "plot": plot})
-    from .inputs import StreamInput, check_inputs
+    from stclip_cli.sources.inputs import StreamInput, check_inputs
 
     failures = 0
     outputs = {"json": json_out, "jsonl": jsonl_out, "video": video_out, "csv": csv_out, "plot": plot, "events": events}
@@ -283,18 +283,18 @@ def detect(
     if not inputs:
         raise typer.Exit(1)
     if show:
-        from .display import check_display
+        from stclip_cli.sinks.display import check_display
 
         check_display()
     for path, flag in ((clip_weights, "--clip-weights"), (boxes, "--boxes")):
         if path is not None and not path.is_file():
             raise StclipError(f"file not found: {path} ({flag})")
-    from .destinations import plan_outputs
+    from stclip_cli.sinks.destinations import plan_outputs
 
     plans = plan_outputs([v.text if isinstance(v, StreamInput) else v for v in inputs], outputs,
                          default=None if show else "json", reads=reads)
     for video in [v for v in inputs if isinstance(v, StreamInput)]:
-        from .sources import probe  # PyAV loads only when there is a stream to probe
+        from stclip_cli.sources.opener import probe  # PyAV loads only when there is a stream to probe
 
         try:
             probe(video)  # a dead URL fails now, within --timeout, before the models load
@@ -305,11 +305,11 @@ def detect(
             inputs.remove(video)
     if not inputs:
         raise typer.Exit(1)
-    from .pipeline import assemble, build_pipeline
+    from stclip_cli.pipeline import assemble, build_pipeline
 
     assembly = assemble(config)
     pipeline = build_pipeline(assembly)
-    from .outputs import plan_sinks
+    from stclip_cli.sinks.outputs import plan_sinks
 
     if assembly.note:  # said once the stand-in model is ready, so an error that stops the run stays its only line
         console.print(f"[yellow]note:[/yellow] {assembly.note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
@@ -348,7 +348,7 @@ def detect(
 
 def _events_sink(target, config, stream: bool):
     """--events: the sink of one video; a stream's standard output gets JSON Lines as events are decided."""
-    from .events import EventRule, EventsSink
+    from stclip_cli.sinks.events import EventRule, EventsSink
 
     rule = EventRule(config.event_threshold, config.event_gap, config.event_min, neutral=config.neutral)
     return EventsSink(target, rule, live_lines=stream and target.mode == "stdout")
@@ -356,7 +356,7 @@ def _events_sink(target, config, stream: bool):
 
 def _print_events(sinks: list) -> None:
     """The summary's longest events (track, action, from, to, peak), when --events was asked."""
-    from .events import longest
+    from stclip_cli.sinks.events import longest
 
     found = longest(event for sink in sinks for event in sink.events)
     if not sinks:
@@ -378,8 +378,8 @@ def _expand_inputs(specs: list[str], outputs: dict) -> tuple[list[str], list[tup
     """Folders of videos, globs and ``@manifests`` become their videos, found as the Ray engine finds them (never
     inside an output folder); a folder holding images is a frame folder, a stream or a file stays as it is. Returns
     the inputs and the manifest entries that name no video."""
-    from .destinations import is_folder_spec
-    from .inputs import is_stream
+    from stclip_cli.sinks.destinations import is_folder_spec
+    from stclip_cli.sources.inputs import is_stream
 
     out: list[str] = []
     absent: list[tuple[str, str]] = []
@@ -387,7 +387,7 @@ def _expand_inputs(specs: list[str], outputs: dict) -> tuple[list[str], list[tup
         if is_stream(spec) or not _is_collection(spec):
             out.append(spec)
             continue
-        from .corpus_inputs import find_videos
+        from stclip_cli.corpus.inputs import find_videos
 
         written = [Path(v) for v in outputs.values() if v not in (None, "", "-") and is_folder_spec(v)]
         refs, missing = find_videos([spec], exclude=written)
@@ -400,13 +400,13 @@ def _is_collection(spec: str) -> bool:
     """A manifest, a glob that names no file itself, or a folder without images (a frame folder has them)."""
     import os
 
-    from .corpus_inputs import GLOB_CHARS
+    from stclip_cli.corpus.inputs import GLOB_CHARS
 
     if spec.startswith("@") or (GLOB_CHARS.search(spec) and not os.path.exists(spec)):
         return True
     if not os.path.isdir(spec):
         return False
-    from .video import IMAGE_SUFFIXES
+    from stclip_cli.sources.video import IMAGE_SUFFIXES
 
     return not any(entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
                    for entry in os.scandir(spec))
@@ -417,7 +417,7 @@ def _detect_reads(actions_file: Optional[Path], model: str, checkpoint: Optional
     """Every local file detect reads besides its videos: no output may be one of them."""
     import os
 
-    from .destinations import read_sources
+    from stclip_cli.sinks.destinations import read_sources
 
     return read_sources([("--actions-file", actions_file), ("--model", model if model.endswith((".yaml", ".yml")) else None),
                          ("--checkpoint", checkpoint or os.environ.get("STCLIP_CHECKPOINT")),
@@ -426,16 +426,16 @@ def _detect_reads(actions_file: Optional[Path], model: str, checkpoint: Optional
 
 def _window(video, top_k: int):
     """--show's window: q stops a stream (its outputs are finished) and is Ctrl-C for a file."""
-    from .display import WindowSink
-    from .inputs import StreamInput
+    from stclip_cli.sinks.display import WindowSink
+    from stclip_cli.sources.inputs import StreamInput
 
     return WindowSink(video.name, top_k, video.stop.set) if isinstance(video, StreamInput) else WindowSink(video.name, top_k)
 
 
 def _pace_meter(video):
     """A stream's latency and stride meter for the summary; None for a file."""
-    from .outputs import PaceMeter
-    from .inputs import StreamInput
+    from stclip_cli.sinks.outputs import PaceMeter
+    from stclip_cli.sources.inputs import StreamInput
 
     return PaceMeter() if isinstance(video, StreamInput) else None
 
@@ -476,7 +476,7 @@ def _timeline_collector(quiet: bool, sinks: list) -> tuple[Any, bool]:
     whether a sink already feeds it: the --plot sink's own log when there is one (each keyframe logged once)."""
     if quiet or not console.is_terminal:
         return None, False
-    from .timeline import TimelineCollector, TimelineSink
+    from stclip_cli.sinks.timeline import TimelineCollector, TimelineSink
 
     plot = next((sink for sink in sinks if isinstance(sink, TimelineSink)), None)
     return (plot.collector, True) if plot is not None else (TimelineCollector(), False)
@@ -506,12 +506,12 @@ def _detect_corpus(specs: list[str], config, *, parquet: Optional[Path], resourc
                    quiet: bool) -> None:
     """`detect` on the Ray engine: videos found and outputs planned, then the pipeline assembled (the same assembly
     single-process detect uses), all before Ray starts; the work in corpus.py, the messages here."""
-    from .corpus import require_ray
+    from stclip_cli.corpus.engine import require_ray
 
     require_ray()
-    from .corpus import execute, prepare
-    from .destinations import read_sources
-    from .pipeline import assemble
+    from stclip_cli.corpus.engine import execute, prepare
+    from stclip_cli.sinks.destinations import read_sources
+    from stclip_cli.pipeline import assemble
 
     if parquet is None:
         raise StclipError("the Ray engine writes a Parquet dataset of every scored row: give --parquet DIR/")
@@ -522,7 +522,7 @@ def _detect_corpus(specs: list[str], config, *, parquet: Optional[Path], resourc
     corpus = prepare(uris, outputs, parquet, reads + manifests)
     assembly = assemble(config)
     if assembly.boxes is None:  # a YOLO is loaded once here to check (and fetch) it, not by every actor at once
-        from .detection import YoloPersonDetector
+        from stclip_cli.core.detection import YoloPersonDetector
 
         YoloPersonDetector(config.detector, config.person_conf, "cpu", half=False)
     if assembly.note:
@@ -577,7 +577,7 @@ def _print_summary(summaries, actions: list[str], timelines=()) -> None:
         table.add_row(s.video.name, str(s.frames), str(s.keyframes), str(s.persons), str(len(s.tracks)) if s.tracks else "-", top, outputs)
     console.print(table)
     if any(timelines):
-        from .timeline import timeline_text
+        from stclip_cli.sinks.timeline import timeline_text
 
         for collector in filter(None, timelines):
             console.print(timeline_text(collector.timeline(), width=max(20, min(100, console.width - 14))))
@@ -615,10 +615,10 @@ def train(
     Examples: stclip train --dataset jhmdb --split 3 ; stclip train --dataset jhmdb --split all (a model to deploy) ;
     torchrun --nproc_per_node 8 -m stclip_cli train --dataset ava --split 1
     """
-    from .data import default_data_root, open_dataset, pool_option
-    from .data.splits import parse_split
-    from .destinations import read_sources
-    from .train import PAPER_DEFAULTS, TrainConfig, Trainer, default_run_dir
+    from stclip_cli.data import default_data_root, open_dataset, pool_option
+    from stclip_cli.data.splits import parse_split
+    from stclip_cli.sinks.destinations import read_sources
+    from stclip_cli.benchmark.train import PAPER_DEFAULTS, TrainConfig, Trainer, default_run_dir
 
     split = parse_split(split)
     defaults = PAPER_DEFAULTS.get(dataset.lower())
@@ -651,8 +651,8 @@ def train(
 
 def _check_run_folder(out: Path, reads: list) -> None:
     """A run folder is a folder (or will be), and neither it nor a file train writes into it is an input."""
-    from .destinations import refuse_inputs
-    from .train import FINAL, LAST, METRICS
+    from stclip_cli.sinks.destinations import refuse_inputs
+    from stclip_cli.benchmark.train import FINAL, LAST, METRICS
 
     if out.exists() and not out.is_dir():
         raise StclipError(f"--out {out} is a file; the run folder holds checkpoints and logs: give a folder")
@@ -694,8 +694,8 @@ def import_reference(
     Only tensors are read (torch's weights_only unpickler): a file that needs any other object is refused.
     Example: stclip import-reference jhmdb_split1_model_final.pth --out jhmdb-split1.safetensors --dataset jhmdb --split 1
     """
-    from .cards import build_model, load_card, save_checkpoint
-    from .reference import load_reference_weights, read_reference
+    from stclip_cli.weights.cards import build_model, load_card, save_checkpoint
+    from stclip_cli.weights.reference import load_reference_weights, read_reference
 
     if dataset is not None and dataset.lower() not in ("jhmdb", "ucf24", "ava"):
         raise StclipError(f"--dataset must be jhmdb, ucf24 or ava (got {dataset[:40]!r})")
@@ -703,7 +703,7 @@ def import_reference(
         raise StclipError(f"--split must be a split number of at least 0 (got {split})")
     if out.exists():
         raise StclipError(f"{out} exists; stclip never replaces a file it did not write in this run: choose another --out")
-    from .destinations import check_writable, plan_file, read_sources
+    from stclip_cli.sinks.destinations import check_writable, plan_file, read_sources
 
     check_writable(out)
     plan_file(out, "--out", reads=read_sources([("REFERENCE", reference),
@@ -759,8 +759,8 @@ def evaluate(
     stclip eval --dataset ucf24 --split 1 --model baseline --boxes boxes/ ;
     stclip eval --pred out.json --gt jhmdb_test_gt_min.json --dataset jhmdb --split 1
     """
-    from .data.splits import parse_split
-    from .destinations import plan_file, read_sources
+    from stclip_cli.data.splits import parse_split
+    from stclip_cli.sinks.destinations import plan_file, read_sources
 
     split = parse_split(split) if split is not None else None
     reads = read_sources([("--pred", pred), ("--gt", gt), ("--excluded", excluded), ("--label-map", label_map),
@@ -775,16 +775,16 @@ def evaluate(
         return _eval_files(pred, gt, excluded, label_map, json_out, dataset, split, subset, classes)
     if classes is not None:
         raise StclipError("--classes chooses the classes of a --pred file; a model is evaluated on --dataset/--split")
-    from .cards import card_for_checkpoint, load_card, read_metadata
-    from .data import default_data_root, open_dataset, pool_option
-    from .evaluate import eval_protocol, evaluate_view
-    from .pipeline import DetectConfig, assemble, build_pipeline
-    from .train import latest_run
+    from stclip_cli.weights.cards import card_for_checkpoint, load_card, read_metadata
+    from stclip_cli.data import default_data_root, open_dataset, pool_option
+    from stclip_cli.benchmark.evaluate import eval_protocol, evaluate_view
+    from stclip_cli.pipeline import DetectConfig, assemble, build_pipeline
+    from stclip_cli.benchmark.train import latest_run
 
     card = load_card(model)
     meta: dict = {}
     if card.kind == "stclip":
-        from .weights import resolve_checkpoint
+        from stclip_cli.weights.sources import resolve_checkpoint
 
         checkpoint = resolve_checkpoint(checkpoint) if checkpoint else latest_run()
         meta = read_metadata(checkpoint)
@@ -810,7 +810,7 @@ def evaluate(
                           clip_weights=str(clip_weights) if clip_weights else None, batch_size=batch_size,
                           single_action=single_action, device=device, half=half, int8=int8,
                           multi_label=view.multi_label, **protocol.detect_settings())
-    from .persons import FixedBoxes
+    from stclip_cli.benchmark.persons import FixedBoxes
 
     pipeline = build_pipeline(assemble(config), detector=FixedBoxes({}))  # each video's persons replace it
     from rich.progress import Progress
@@ -827,7 +827,7 @@ def evaluate(
     _note(result.note())
     _print_aps(result.aps, result.mean, f"{dataset} split {split} {subset} classes, frame mAP@0.5"
                f"{' (GT boxes)' if gt_boxes else ''}{' (soft voting)' if single_action else ''}")
-    from .outputs import atomic_text
+    from stclip_cli.sinks.outputs import atomic_text
 
     atomic_text(target, json.dumps(result.to_dict(), indent=2))
     console.print(f"wrote {target}")
@@ -852,7 +852,7 @@ def _boxes_file_option(dataset: str, boxes: Optional[Path], gt_boxes: bool, dete
 
 def _eval_persons(view, gt_boxes: bool, boxes: Optional[Path], detector: Optional[str], conf: float, device: str, half: bool):
     """The persons eval scores: GT boxes, a boxes folder, the dataset's detections, or a person detector."""
-    from .persons import BoxesFolder, DatasetPersons, DetectorPersons, GroundTruthPersons
+    from stclip_cli.benchmark.persons import BoxesFolder, DatasetPersons, DetectorPersons, GroundTruthPersons
 
     if gt_boxes:
         if detector is not None:
@@ -862,7 +862,7 @@ def _eval_persons(view, gt_boxes: bool, boxes: Optional[Path], detector: Optiona
         return BoxesFolder(boxes, view.videos) if boxes.is_dir() else DatasetPersons()
     if detector is None and view.videos and all(v.detections is not None for v in view.videos):
         return DatasetPersons()
-    from .detection import YoloPersonDetector
+    from stclip_cli.core.detection import YoloPersonDetector
 
     name = detector or "yolo11n.pt"
     return DetectorPersons(YoloPersonDetector(name, conf, device, half=half), name)
@@ -870,8 +870,8 @@ def _eval_persons(view, gt_boxes: bool, boxes: Optional[Path], detector: Optiona
 
 def _eval_classes(dataset: Optional[str], split: Optional[int], subset: str, classes: Optional[str]) -> tuple[Optional[list[str]], str]:
     """The classes --pred is scored on and how they were chosen: --classes, the split's, or None (every GT class)."""
-    from .data.splits import get_split
-    from .metrics import normalise_name
+    from stclip_cli.data.splits import get_split
+    from stclip_cli.benchmark.metrics import normalise_name
 
     if subset not in ("train", "test"):
         raise StclipError(f"unknown subset {subset!r}: expected one of train, test")
@@ -901,8 +901,8 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
                 json_out: Optional[Path], dataset: Optional[str] = None, split: Optional[int] = None,
                 subset: str = "test", classes: Optional[str] = None) -> None:
     """--pred/--gt: AVA CSVs by the standard AVA rules, or a detect JSON against a GT JSON, on the chosen classes."""
-    from .data.splits import JHMDB_CLASSES, get_split
-    from .metrics import ava_evaluate, evaluate_json, mean_ap
+    from stclip_cli.data.splits import JHMDB_CLASSES, get_split
+    from stclip_cli.benchmark.metrics import ava_evaluate, evaluate_json, mean_ap
 
     if pred is None or gt is None:
         raise StclipError("--pred and --gt go together: pass both files")
@@ -935,7 +935,7 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
                       f"{', ...' if len(scores.left_out) > 5 else ''}", markup=False, highlight=False, soft_wrap=True)
     _print_aps(aps, mean, f"{pred.name} vs {gt.name}, frame mAP@0.5")
     if json_out is not None:
-        from .outputs import atomic_text
+        from stclip_cli.sinks.outputs import atomic_text
 
         clean = {k: (None if math.isnan(v) else v) for k, v in aps.items()}
         atomic_text(json_out, json.dumps({"map": None if math.isnan(mean) else mean, "ap": clean,
@@ -966,8 +966,8 @@ def plot(
 
     Example: stclip plot clip.stclip.json --out clip.timeline.png
     """
-    from .destinations import plan_file, read_sources
-    from .timeline import read_result, timeline_text, write_png
+    from stclip_cli.sinks.destinations import plan_file, read_sources
+    from stclip_cli.sinks.timeline import read_result, timeline_text, write_png
 
     target = out if out is not None else result.with_suffix(".png")
     if target.suffix.lower() != ".png" and not target.is_dir():
@@ -994,7 +994,7 @@ def app_command(
     quiet: bool = typer.Option(False, help="no start-up messages", metavar=""),
 ) -> None:
     """Try it in a browser: upload a video, name the actions, watch the annotated video, timeline and events
-    (pip install "stclip[app]"). Local only by default; never a public share link.
+    (pip install "stclip\\[app]"). Local only by default; never a public share link.
 
     Example: stclip app --checkpoint runs/jhmdb-split1/final.safetensors
     """
@@ -1003,7 +1003,7 @@ def app_command(
             raise StclipError(f"file not found: {path} ({flag})")
     import importlib.util
 
-    from .app import AppSettings, build_app
+    from stclip_cli.app import AppSettings, build_app
 
     settings = AppSettings(model, checkpoint, str(clip_weights) if clip_weights else None, detector,
                            str(boxes) if boxes else None, device, host, port, quiet)

@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import StclipError
+from stclip_cli.errors import StclipError
 
 if TYPE_CHECKING:
-    from .cards import ModelCard
-    from .detection import BoxesFile, PersonDetector
-    from .records import ModelInfo
-    from .predictor import DetectOptions, Predictor
+    from stclip_cli.weights.cards import ModelCard
+    from stclip_cli.core.detection import BoxesFile, PersonDetector
+    from stclip_cli.records import ModelInfo
+    from stclip_cli.core.predictor import DetectOptions, Predictor
 
 FALLBACK_NOTE = (
     "no ST-CLIP checkpoint (--checkpoint FILE, hf-hub:ORG/REPO or $STCLIP_CHECKPOINT): these are the training-free "
@@ -103,7 +103,7 @@ class DetectConfig:
 
     def detect_options(self, batch_size: int) -> "DetectOptions":
         """The predictor's share of the settings, with the batch size decided for the device."""
-        from .predictor import DetectOptions
+        from stclip_cli.core.predictor import DetectOptions
 
         return DetectOptions(self.stride, self.batch_size or batch_size, self.fp_margin, self.single_action, self.track,
                              self.smooth, self.fps, self.max_persons, self.score, self.drop_empty)
@@ -127,8 +127,8 @@ def resolve_card(config: DetectConfig) -> tuple["ModelCard", str | None]:
     An ST-CLIP card takes its checkpoint from ``checkpoint`` or $STCLIP_CHECKPOINT (a file or an hf-hub: id); with
     none, the training-free baseline scores on the same CLIP.
     """
-    from .cards import card_for_checkpoint, load_card, training_free_fallback
-    from .weights import checkpoint_source
+    from stclip_cli.weights.cards import card_for_checkpoint, load_card, training_free_fallback
+    from stclip_cli.weights.sources import checkpoint_source
 
     card = load_card(config.model).replace(backbone=config.backbone, pretrained=config.pretrained, window=config.window)
     if card.kind != "stclip":
@@ -181,10 +181,10 @@ def assemble(config: DetectConfig) -> Assembly:
     card, note = resolve_card(config)  # first: a missing checkpoint is said before torch loads
     import open_clip
 
-    from .detection import BoxesFile
-    from .model.base import check_fits
-    from .model.clip_backbone import register_model_configs
-    from .weights import clip_source
+    from stclip_cli.core.detection import BoxesFile
+    from stclip_cli.model.base import check_fits
+    from stclip_cli.model.clip_backbone import register_model_configs
+    from stclip_cli.weights.sources import clip_source
 
     register_model_configs()
     clip_source(card.backbone, card.pretrained, config.clip_weights)  # fetched once here, not by every actor at once
@@ -209,12 +209,12 @@ def build_pipeline(assembly: Assembly, device: str | None = None, threads: int |
     dataset detections)."""
     import torch
 
-    from .cards import build_scoring_model, precision
-    from .detection import YoloPersonDetector
-    from .records import ModelInfo
-    from .predictor import Predictor
-    from .scoring import Scorer
-    from .train import resolve_device
+    from stclip_cli.weights.cards import build_scoring_model, precision
+    from stclip_cli.core.detection import YoloPersonDetector
+    from stclip_cli.records import ModelInfo
+    from stclip_cli.core.predictor import Predictor
+    from stclip_cli.core.scoring import Scorer
+    from stclip_cli.benchmark.train import resolve_device
 
     config, card = assembly.config, assembly.card
     if threads:

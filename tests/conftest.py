@@ -135,7 +135,7 @@ def checkpoint(tmp_path_factory) -> Path:
     """A checkpoint of the tiny randomly initialised card (read only: tests that change weights make their own)."""
     import torch
 
-    from stclip_cli.cards import build_model, load_card, save_checkpoint
+    from stclip_cli.weights.cards import build_model, load_card, save_checkpoint
 
     torch.manual_seed(0)
     card = load_card("tiny-test")
@@ -205,7 +205,7 @@ def put_in_hub_cache(repo: str, filename: str, data: bytes) -> None:
 
 def golden_card(**changes):
     """The card of the golden reference forward's tiny ST-CLIP (``GOLDEN``), with ``changes``."""
-    from stclip_cli.cards import ModelCard
+    from stclip_cli.weights.cards import ModelCard
 
     meta = dict(name="golden", kind="stclip", backbone="stclip-golden-tiny", pretrained=None, window=9, lora_rank=8,
                 lora_alpha=1.0, interest_k=None, temperature=0.07)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stclip_cli.actions import parse_actions
+from stclip_cli.core.actions import parse_actions
 from stclip_cli.errors import StclipError
 
 

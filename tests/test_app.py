@@ -142,7 +142,7 @@ def test_upload_detect_watch_seek_and_download_in_a_browser(served, browser, tmp
     expected = [[f"#{e['track_id']}", e["action"], f"{e['start']:.2f}", f"{e['end']:.2f}"] for e in events]
     shown = table_rows(page)
     assert [[r[0], r[1], f"{float(r[2]):.2f}", f"{float(r[3]):.2f}"] for r in shown] == expected, shown
-    assert files["arm_wrestling.stclip.csv"].startswith(b"arm_wrestling,0.000,")  # AVA-style rows
+    assert files["arm_wrestling.stclip.csv"].splitlines()[1].startswith(b"arm_wrestling,0.000,")  # rows under a header
 
     page.evaluate(f"document.querySelector('{VIDEO}').currentTime = 5")
     last = len(shown) - 1
@@ -165,7 +165,7 @@ def test_upload_detect_watch_seek_and_download_in_a_browser(served, browser, tmp
 
 def test_a_non_video_upload_shows_the_clis_one_line_error(served, browser, tmp_path):
     from stclip_cli.errors import StclipError
-    from stclip_cli.video import open_video
+    from stclip_cli.sources.video import open_video
 
     app, url = served
     notes = tmp_path / "notes.mp4"

@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import DETECT_ACTIONS, base_args, boxes_file, detect, one_line_error, write_vfr_video, write_video
-from stclip_cli.cards import build_model, load_card, save_checkpoint
+from stclip_cli.weights.cards import build_model, load_card, save_checkpoint
 from stclip_cli.cli import app
 
 runner = CliRunner()

@@ -207,7 +207,7 @@ BAD_PREDICTIONS = [
     (_with_person(scores=...), 'frames[1].persons[0] has no "scores"'),
     (_with_person(scores=[0.5]), "frames[1].persons[0].scores must be an object, got [0.5]"),
     ({"video": "v.mp4", "frames": [{"index": 1.5, "persons": []}]}, "frames[0].index must be an integer >= 0, got 1.5"),
-    ({"video": "v.mp4", "frames": [{"index": "3", "persons": []}]}, 'frames[0].index must be an integer >= 0, got "3"'),
+    ({"video": "v.mp4", "frames": [{"index": "3x", "persons": []}]}, 'frames[0].index must be an integer >= 0, got "3x"'),
     ({"video": "v.mp4", "frames": [{"index": -1, "persons": []}]}, "frames[0].index must be an integer >= 0, got -1"),
     ({"video": "v.mp4", "frames": [{"persons": []}]}, 'frames[0] has no "index"'),
     ({"video": "v.mp4", "frames": [{"index": 0, "persons": {}}]}, "frames[0].persons must be a list, got {}"),
@@ -330,7 +330,7 @@ def test_jhmdb_dataset_detections_file_and_its_bad_entries(tmp_path, checkpoint,
 
 @pytest.mark.slow
 def test_jhmdb_persons_from_a_yolo_detector(tmp_path, checkpoint, jhmdb_root, monkeypatch):
-    from stclip_cli.detection import YoloPersonDetector
+    from stclip_cli.core.detection import YoloPersonDetector
 
     seen: list[int] = []
     detect = YoloPersonDetector.detect

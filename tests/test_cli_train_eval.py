@@ -71,7 +71,7 @@ def test_training_learns_and_eval_runs_with_no_flags(tmp_path, data_root, monkey
     monkeypatch.setenv("STCLIP_DATA", str(data_root.parent))
     (data_root.parent / "jhmdb").exists() or (data_root.parent / "jhmdb").symlink_to(data_root)
     # an untrained checkpoint, written directly: `train --iterations 0` is refused (a "final" run of no steps)
-    from stclip_cli.cards import build_model, load_card, save_checkpoint
+    from stclip_cli.weights.cards import build_model, load_card, save_checkpoint
 
     torch.manual_seed(2)
     card = load_card("tiny-test")
@@ -133,8 +133,8 @@ def test_eval_prediction_file_against_gt(tmp_path):
 def test_params_vitb16_within_3_percent_of_paper():
     result = invoke("params", "--model", "stclip-vitb16")
     assert result.exit_code == 0, result.output
-    from stclip_cli.cards import load_card
-    from stclip_cli.params import PAPER_TUNED_PARAMETERS, parameter_report
+    from stclip_cli.weights.cards import load_card
+    from stclip_cli.model.params import PAPER_TUNED_PARAMETERS, parameter_report
 
     report = parameter_report(load_card("stclip-vitb16"))
     assert report.groups["LoRA (c_fc, c_proj, every layer)"] == 12 * 2 * 8 * (768 + 3072)

@@ -20,17 +20,18 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import detect, write_video
-from stclip_cli import corpus, corpus_inputs
-from stclip_cli.cards import build_model, card_for_checkpoint, load_card, save_checkpoint
+from stclip_cli.corpus import engine as corpus
+from stclip_cli.corpus import inputs as corpus_inputs
+from stclip_cli.weights.cards import build_model, card_for_checkpoint, load_card, save_checkpoint
 from stclip_cli.cli import _cli_uri, app
-from stclip_cli.corpus import (FAILURES_NAME, Resources, VideoWorker, decode_job, encode_job, plan_corpus,
+from stclip_cli.corpus.engine import (FAILURES_NAME, Resources, VideoWorker, decode_job, encode_job, plan_corpus,
                                pool_size)
 from stclip_cli.pipeline import Assembly, DetectConfig
-from stclip_cli.corpus_inputs import VideoRef
-from stclip_cli.detection import BoxesFile
+from stclip_cli.corpus.inputs import VideoRef
+from stclip_cli.core.detection import BoxesFile
 from stclip_cli.errors import StclipError
 from stclip_cli.records import ModelInfo
-from stclip_cli.rows import RowsSink
+from stclip_cli.sinks.rows import RowsSink
 
 runner = CliRunner()
 ACTIONS = "brush teeth,fishing,sit"
@@ -316,7 +317,7 @@ def test_uris_typed_on_the_command_line_survive_typer():
 
 @pytest.mark.slow
 def test_ray_noise_goes_to_the_log_and_our_lines_to_the_terminal(tmp_path):
-    code = ("import os, sys; from pathlib import Path; from stclip_cli.corpus import driver_output\n"
+    code = ("import os, sys; from pathlib import Path; from stclip_cli.corpus.engine import driver_output\n"
             f"with driver_output(Path({str(tmp_path / '_ray.log')!r})) as terminal:\n"
             "    os.write(2, b'[E core_worker.cc] noise\\n'); print('python noise', file=sys.stderr); terminal.write('ours\\n')\n"
             "print('after', file=sys.stderr)")
@@ -338,7 +339,7 @@ def test_ray_that_cannot_start_is_one_line(data, tmp_path):
 
 def test_an_interrupted_run_leaves_no_temporary_file(ray_local, data, tmp_path, monkeypatch):
     """Ray kills the actors mid-write when the run is interrupted; the driver removes what they left (was left)."""
-    from stclip_cli.destinations import Destination
+    from stclip_cli.sinks.destinations import Destination
 
     video = write_video(tmp_path / "a.mp4", n_frames=3)
     prepared = corpus.prepare([str(video)], {"json": f"{tmp_path}/json/"}, tmp_path / "rows")
@@ -358,7 +359,7 @@ def test_an_interrupted_run_leaves_no_temporary_file(ray_local, data, tmp_path, 
 
 
 def json_target(path: Path):
-    from stclip_cli.destinations import classify
+    from stclip_cli.sinks.destinations import classify
 
     return classify(path, "--json", in_new_folder=True)
 
@@ -366,7 +367,7 @@ def json_target(path: Path):
 @pytest.mark.slow
 def test_sigterm_still_reaches_stclip_once_ray_runs(tmp_path_factory):
     """Ray's C++ core installs a handler that dumps a stack and aborts on SIGTERM; stclip's own must win."""
-    code = ("import os, signal, sys; from stclip_cli.corpus import ray_session\n"
+    code = ("import os, signal, sys; from stclip_cli.corpus.engine import ray_session\n"
             "signal.signal(signal.SIGTERM, lambda *a: (print('ours', file=sys.stderr), sys.exit(143)))\n"
             f"with ray_session(None, num_cpus=1, temp_dir={str(tmp_path_factory.mktemp('rs'))!r}):\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n")

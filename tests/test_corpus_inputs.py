@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from stclip_cli import corpus_inputs
-from stclip_cli.corpus_inputs import Missing, VideoRef, find_videos, local_copy, local_file
+from stclip_cli.corpus import inputs as corpus_inputs
+from stclip_cli.corpus.inputs import Missing, VideoRef, find_videos, local_copy, local_file
 from stclip_cli.errors import StclipError
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from stclip_cli.cards import build_model, load_card
+from stclip_cli.weights.cards import build_model, load_card
 from stclip_cli.cli import app
-from stclip_cli.scoring import KeyframeRequest, Scorer
+from stclip_cli.core.scoring import KeyframeRequest, Scorer
 from conftest import boxes_file
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -24,7 +24,7 @@ def test_golden_forward_on_cuda():
 
     import open_clip
 
-    from stclip_cli.reference import load_reference_weights, read_reference
+    from stclip_cli.weights.reference import load_reference_weights, read_reference
     from conftest import GOLDEN, golden_card
 
     if not GOLDEN.is_file():

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from conftest import detect, one_line_error
 from stclip_cli.cli import app
-from stclip_cli.destinations import plan_outputs
+from stclip_cli.sinks.destinations import plan_outputs
 from stclip_cli.errors import StclipError
 
 runner = CliRunner()
@@ -176,7 +176,7 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path, make_video, checkpoint,
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the umask from /proc (Linux)")
 def test_the_umask_is_read_without_changing_it(monkeypatch):
     """Reading it by setting it to 0 for an instant gave files that other threads made then the wrong mode."""
-    from stclip_cli.destinations import current_umask
+    from stclip_cli.sinks.destinations import current_umask
 
     previous = os.umask(0o027)
     try:
@@ -189,7 +189,7 @@ def test_the_umask_is_read_without_changing_it(monkeypatch):
 
 def test_a_file_reaches_the_disk_before_its_name_does(tmp_path, monkeypatch):
     """Without fsync before the rename, a crash could leave an empty file under the output's name."""
-    from stclip_cli.destinations import Destination, classify
+    from stclip_cli.sinks.destinations import Destination, classify
 
     events: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace

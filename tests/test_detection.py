@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from stclip_cli.detection import BoxesFile, YoloPersonDetector, clip_to_frame, fp_filter
+from stclip_cli.core.detection import BoxesFile, YoloPersonDetector, clip_to_frame, fp_filter
 from stclip_cli.errors import StclipError
 
 

@@ -11,7 +11,7 @@ import pytest
 import supervision as sv
 
 from stclip_cli.errors import StclipError
-from stclip_cli.events import EventRule, EventTracker, find_events, format_events
+from stclip_cli.sinks.events import EventRule, EventTracker, find_events, format_events
 from stclip_cli.records import SCORES, FrameResult
 
 FPS = 10.0

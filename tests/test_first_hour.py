@@ -33,7 +33,7 @@ def test_a_local_ray_session_leaves_nothing_in_the_temp_folder(tmp_path):
     import tempfile
 
     temp = Path(tempfile.mkdtemp(prefix="st", dir="/tmp"))  # short: Ray's socket paths must fit in 107 characters
-    code = ("from stclip_cli.corpus import ray_session\n"
+    code = ("from stclip_cli.corpus.engine import ray_session\n"
             "with ray_session(None, num_cpus=1):\n"
             "    import ray; assert ray.is_initialized()\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,

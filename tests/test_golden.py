@@ -17,9 +17,9 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import GOLDEN, golden_card
-from stclip_cli.cards import build_model, read_metadata
+from stclip_cli.weights.cards import build_model, read_metadata
 from stclip_cli.cli import app
-from stclip_cli.reference import load_reference_weights, read_reference, to_stclip_names
+from stclip_cli.weights.reference import load_reference_weights, read_reference, to_stclip_names
 
 ATOL = 1e-5
 BACKBONE = "stclip-golden-tiny"

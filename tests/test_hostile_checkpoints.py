@@ -19,10 +19,10 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from conftest import one_line_error
-from stclip_cli.cards import card_for_checkpoint, card_from_dict, load_card, read_metadata
+from stclip_cli.weights.cards import card_for_checkpoint, card_from_dict, load_card, read_metadata
 from stclip_cli.cli import app
 from stclip_cli.errors import StclipError
-from stclip_cli.reference import read_reference
+from stclip_cli.weights.reference import read_reference
 
 runner = CliRunner()
 ACTIONS = "brush teeth,fishing,sit"
@@ -208,7 +208,7 @@ def test_fuzz_checkpoint_metadata(tmp_path_factory, checkpoint, data):
 
 
 def test_card_from_dict_takes_every_shipped_card():
-    from stclip_cli.cards import list_cards
+    from stclip_cli.weights.cards import list_cards
 
     for name in list_cards():
         card = load_card(name)
@@ -258,7 +258,7 @@ def test_bad_import_reference_flag(tmp_path, flag, value, message):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from stclip_cli.cards import build_model
+    from stclip_cli.weights.cards import build_model
 
     return build_model(load_card("tiny-test"))
 
@@ -269,7 +269,7 @@ def tiny_model():
     (lambda t: t.flatten()[:1], "this model needs"),
 ])
 def test_bad_reference_tensor_is_named(tiny_model, monkeypatch, change, message):
-    from stclip_cli import reference as ref
+    from stclip_cli.weights import reference as ref
 
     monkeypatch.setattr(ref, "to_stclip_names", dict)  # the model's own names: only the tensor checks speak
     weights = {n: p.detach().clone() for n, p in tiny_model.named_parameters() if p.requires_grad}
@@ -284,7 +284,7 @@ def test_bad_reference_tensor_is_named(tiny_model, monkeypatch, change, message)
 def test_fuzz_reference_import(tmp_path_factory, tiny_model, data):
     """Random bytes, and a real torch.save file truncated, with bytes flipped or inserted: read_reference and
     load_reference_weights succeed or raise StclipError. 500 examples, about 3 s."""
-    from stclip_cli.reference import load_reference_weights
+    from stclip_cli.weights.reference import load_reference_weights
 
     kind = data.draw(st.sampled_from(["random", "truncate", "flip", "insert", "pickle"]))
     raw = VALID_REFERENCE

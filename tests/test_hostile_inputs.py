@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from stclip_cli.destinations import stream_stem
-from stclip_cli.inputs import StreamInput
+from stclip_cli.sinks.destinations import stream_stem
+from stclip_cli.sources.inputs import StreamInput
 
 
 @pytest.mark.parametrize("url, shown, stem", [
@@ -29,7 +29,7 @@ def test_a_password_holding_at_signs_never_leaks(url, shown, stem):
     ("zwnj\u200cname,b", ["zwnj\u200cname", "b"]),  # a joiner Persian needs stays
 ])
 def test_a_comma_inside_an_action_name_is_written_backslash_comma(text, names):
-    from stclip_cli.actions import parse_actions
+    from stclip_cli.core.actions import parse_actions
 
     assert parse_actions(text) == names
 
@@ -40,7 +40,7 @@ def test_a_comma_inside_an_action_name_is_written_backslash_comma(text, names):
     ("run\nabc\u202edef\n".encode(), "control character U+202E"),
 ])
 def test_an_actions_file_that_is_not_plain_text_is_one_error(tmp_path, content, message):
-    from stclip_cli.actions import parse_actions
+    from stclip_cli.core.actions import parse_actions
     from stclip_cli.errors import StclipError
 
     path = tmp_path / "actions.txt"
@@ -60,7 +60,7 @@ def test_parquet_rows_take_the_track_ids_local_mode_takes():
     import supervision as sv
 
     from stclip_cli.records import SCORES, FrameResult
-    from stclip_cli.rows import frame_rows
+    from stclip_cli.sinks.rows import frame_rows
 
     det = sv.Detections(xyxy=np.array([[0, 0, 5, 5], [1, 1, 6, 6]], np.float32), tracker_id=np.array([2**40, -1]))
     det.data[SCORES] = np.array([[0.6, 0.4], [0.5, 0.5]], np.float32)
@@ -80,3 +80,22 @@ def test_parquet_dash_is_refused_not_a_folder_named_dash(tmp_path, monkeypatch):
     (tmp_path / "a.mp4").write_bytes(b"x")
     line = one_line_error(CliRunner().invoke(app, ["detect", "a.mp4", "--actions", "run", "--parquet", "-"]))
     assert "--parquet cannot go to standard output" in line and not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"frames": [{"index": 0, "persons": [{"box": [1, 2, 3, 4], "track_id": 10**20}]}]},
+     "frames[0].persons[0].track_id must be an integer (int64) or null"),
+    ([{"image_id": "²", "bbox": [1, 2, 3, 4], "score": 0.9}], "image_id"),
+    ('[{"image_id": ' + "9" * 5000 + ', "bbox": [1, 2, 3, 4], "score": 0.9}]', "not a readable JSON boxes file"),
+    ([{"image_id": 0, "bbox": [1, 2, 1e308, 4], "score": 0.9}], "bbox"),
+])
+def test_numbers_a_boxes_file_cannot_hold_are_one_error(tmp_path, data, message):
+    import json
+
+    from stclip_cli.core.detection import BoxesFile
+    from stclip_cli.errors import StclipError
+
+    path = tmp_path / "boxes.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    with pytest.raises(StclipError, match=re.escape(message)):
+        BoxesFile(path).detect([__import__("numpy").zeros((8, 8, 3), "uint8")], [0])

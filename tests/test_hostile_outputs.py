@@ -54,7 +54,7 @@ def detect_inputs(tmp_path, make_video, checkpoint) -> dict[str, Path]:
     weights.write_bytes(b"not really weights")
     detector = tmp_path / "det.pt"
     detector.write_bytes(b"not really a detector")
-    from stclip_cli.cards import CARDS_DIR
+    from stclip_cli.weights.cards import CARDS_DIR
 
     card = tmp_path / "card.yaml"
     shutil.copy(CARDS_DIR / "tiny-test.yaml", card)
@@ -193,7 +193,7 @@ def test_import_reference_never_writes_into_what_it_reads(tmp_path):
 
 def test_ray_side_files_are_never_written_through_a_link(tmp_path, make_video):
     pytest.importorskip("pyarrow")
-    from stclip_cli.corpus import FAILURES_NAME, LOG_NAME, prepare, write_failures
+    from stclip_cli.corpus.engine import FAILURES_NAME, LOG_NAME, prepare, write_failures
     from stclip_cli.errors import StclipError
 
     video = make_video(tmp_path, n_frames=2)
@@ -214,8 +214,8 @@ def test_ray_side_files_are_never_written_through_a_link(tmp_path, make_video):
 
 def test_ray_outputs_never_write_over_files_the_run_reads(tmp_path, make_video):
     pytest.importorskip("pyarrow")
-    from stclip_cli.corpus import prepare
-    from stclip_cli.destinations import read_sources
+    from stclip_cli.corpus.engine import prepare
+    from stclip_cli.sinks.destinations import read_sources
     from stclip_cli.errors import StclipError
 
     video = make_video(tmp_path, n_frames=2)
@@ -265,7 +265,7 @@ def test_only_temporaries_of_dead_writers_on_this_machine_are_stale(tmp_path):
     import subprocess
     import sys
 
-    from stclip_cli.destinations import Destination, _host, classify, stale_temporaries
+    from stclip_cli.sinks.destinations import Destination, _host, classify, stale_temporaries
 
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(done.stdout)

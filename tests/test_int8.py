@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from stclip_cli.cards import build_model, load_card
+from stclip_cli.weights.cards import build_model, load_card
 from stclip_cli.cli import app
 from stclip_cli.model.int8 import SelfAttention, quantize_int8
 from conftest import boxes_file

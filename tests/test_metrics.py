@@ -10,7 +10,7 @@ import pytest
 from conftest import LABEL_MAP
 from stclip_cli.data.splits import JHMDB_CLASSES
 from stclip_cli.errors import StclipError
-from stclip_cli.metrics import (
+from stclip_cli.benchmark.metrics import (
     ava_evaluate,
     box_iou,
     evaluate_json,

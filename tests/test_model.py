@@ -11,12 +11,12 @@ from dataclasses import asdict
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-from stclip_cli.cards import build_model, load_card
+from stclip_cli.weights.cards import build_model, load_card
 from stclip_cli.errors import StclipError
 from stclip_cli.model.clip_backbone import embed_context, patch_tokens, pooled_features, run_block
 from stclip_cli.model.interaction import PersonLayout, interact, spot_interest_tokens
-from stclip_cli.preprocess import ClipPreprocess
-from stclip_cli.scoring import KeyframeRequest, Scorer
+from stclip_cli.core.preprocess import ClipPreprocess
+from stclip_cli.core.scoring import KeyframeRequest, Scorer
 
 ACTIONS = ["brush teeth", "fishing", "sit"]
 
@@ -192,7 +192,7 @@ def test_action_names_must_fit_the_text_context(model):
 def test_merged_lora_scores_as_the_peft_adapters_do(tmp_path):
     """The inference form (LoRA folded into the weights, no peft) equals the training form with non-zero LoRA factors,
     without ../shared (the golden test checks the same on the reference's weights)."""
-    from stclip_cli.cards import save_checkpoint
+    from stclip_cli.weights.cards import save_checkpoint
     from stclip_cli.model.lora import fold_adapters
 
     card = load_card("tiny-test")

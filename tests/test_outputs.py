@@ -13,13 +13,13 @@ import pytest
 import supervision as sv
 
 from conftest import write_vfr_video
-from stclip_cli import outputs
+from stclip_cli.sinks import outputs
 from stclip_cli.errors import StclipError
-from stclip_cli.destinations import check_writable
-from stclip_cli.outputs import CsvSink, JsonSink, VideoSink, person_label
+from stclip_cli.sinks.destinations import check_writable
+from stclip_cli.sinks.outputs import CsvSink, JsonSink, VideoSink, person_label
 from stclip_cli.records import FrameResult, ModelInfo, VideoInfo
-from stclip_cli.render import FrameRenderer
-from stclip_cli.video import open_video
+from stclip_cli.sinks.render import FrameRenderer
+from stclip_cli.sources.video import open_video
 
 ACTIONS = ["brush teeth", "fishing"]
 MODEL = ModelInfo(name="stclip", backbone="ViT-B-16", checkpoint=None, mode="softmax")

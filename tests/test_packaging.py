@@ -50,7 +50,7 @@ def test_wheel_holds_the_model_cards_the_open_clip_configs_and_the_sample_clip(i
 @pytest.mark.slow
 def test_installed_wheel_reads_its_cards_outside_the_checkout(installed, tmp_path):
     """Before, the cards were looked up beside the package's parent folder: site-packages/models, which is not there."""
-    code = ("import stclip_cli.cards as c; from stclip_cli.model.clip_backbone import OPEN_CLIP_CONFIGS as o; "
+    code = ("import stclip_cli.weights.cards as c; from stclip_cli.model.clip_backbone import OPEN_CLIP_CONFIGS as o; "
             "print(c.CARDS_DIR); print(','.join(c.list_cards())); print(c.load_card('stclip').backbone); "
             "print(o.is_dir())")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,

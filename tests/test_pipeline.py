@@ -41,7 +41,7 @@ def test_detect_options_take_their_defaults_from_the_config():
 
 def test_ray_actors_and_detect_build_the_same_pipeline(tmp_path, checkpoint):
     pytest.importorskip("pyarrow")
-    from stclip_cli.corpus import VideoWorker
+    from stclip_cli.corpus.engine import VideoWorker
 
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([{"image_id": 0, "bbox": [1, 1, 20, 20], "score": 0.9}]))
@@ -75,7 +75,7 @@ def test_eval_scores_what_detect_ships(tmp_path, checkpoint, monkeypatch):
     is a detect run (one source, one predictor, one scorer), not a second pipeline."""
     from typer.testing import CliRunner
 
-    import stclip_cli.evaluate as evaluate
+    import stclip_cli.benchmark.evaluate as evaluate
     from stclip_cli.data import open_dataset
     from synthetic import make_jhmdb
 

@@ -87,7 +87,7 @@ def test_projectors_start_as_nn_linear_defaults():
 
 
 def test_sampler_drops_the_partial_batch_and_never_repeats_a_keyframe():
-    from stclip_cli.train import StepBatchSampler
+    from stclip_cli.benchmark.train import StepBatchSampler
 
     size, batch = 10, 4  # two full batches per epoch; the remaining 2 keyframes of each epoch are dropped
     sampler = StepBatchSampler(size, batch, seed=2, start=0, stop=12)
@@ -104,7 +104,7 @@ def test_sampler_drops_the_partial_batch_and_never_repeats_a_keyframe():
 
 def test_sampler_needs_one_full_batch():
     from stclip_cli.errors import StclipError
-    from stclip_cli.train import StepBatchSampler
+    from stclip_cli.benchmark.train import StepBatchSampler
 
     with pytest.raises(StclipError, match="only 3 training keyframes, fewer than one batch of 8: lower --batch-size"):
         StepBatchSampler(3, 8, 0, 0, 10)
@@ -114,7 +114,7 @@ def test_loss_divides_by_the_box_count_given():
     """One process: the batch's own box count; several: the count averaged over ranks (the trainer all-reduces it)."""
     import torch
 
-    from stclip_cli.losses import action_loss
+    from stclip_cli.benchmark.losses import action_loss
 
     logits, labels = torch.randn(3, 4), torch.eye(4)[[0, 2, 1]]
     single = torch.ones(4, dtype=torch.bool)
@@ -159,7 +159,7 @@ def _one_frame_view(tmp_path: Path, boxes: list[list[float]], scores: list[float
 
 
 def _rows(monkeypatch) -> list:
-    import stclip_cli.evaluate as evaluate
+    import stclip_cli.benchmark.evaluate as evaluate
 
     rows: list = []
     real = evaluate.frame_ap
@@ -169,9 +169,9 @@ def _rows(monkeypatch) -> list:
 
 def evaluate(view, scorer, persons, protocol):
     """The evaluator on the pipeline's predictor, with the protocol as its options (as `stclip eval` builds it)."""
-    from stclip_cli.evaluate import evaluate_view
-    from stclip_cli.persons import FixedBoxes
-    from stclip_cli.predictor import DetectOptions, Predictor
+    from stclip_cli.benchmark.evaluate import evaluate_view
+    from stclip_cli.benchmark.persons import FixedBoxes
+    from stclip_cli.core.predictor import DetectOptions, Predictor
     from stclip_cli.records import ModelInfo
 
     predictor = Predictor(FixedBoxes({}), scorer, DetectOptions(**protocol.detect_settings()))
@@ -183,9 +183,9 @@ FIVE_SCORES = [0.7, 0.9, 0.2, 0.5, 0.6]
 
 
 def test_top3_boxes_scored_with_probability_times_detector_score(tmp_path, monkeypatch):
-    from stclip_cli.evaluate import eval_protocol
-    from stclip_cli.persons import DatasetPersons
-    from stclip_cli.preprocess import crop_boxes
+    from stclip_cli.benchmark.evaluate import eval_protocol
+    from stclip_cli.benchmark.persons import DatasetPersons
+    from stclip_cli.core.preprocess import crop_boxes
 
     view = _one_frame_view(tmp_path, FIVE, FIVE_SCORES)
     scorer, rows = RecordingScorer(["clap", "sit"], [0.8, 0.2]), _rows(monkeypatch)
@@ -211,9 +211,9 @@ def test_border_crop_and_empty_boxes(tmp_path, monkeypatch):
     from open_clip.transform import PreprocessCfg, image_transform_v2
     from PIL import Image
 
-    from stclip_cli.evaluate import eval_protocol
-    from stclip_cli.persons import DatasetPersons
-    from stclip_cli.preprocess import ClipPreprocess
+    from stclip_cli.benchmark.evaluate import eval_protocol
+    from stclip_cli.benchmark.persons import DatasetPersons
+    from stclip_cli.core.preprocess import ClipPreprocess
 
     image = np.random.default_rng(1).integers(0, 255, (80, 100, 3), dtype=np.uint8)
     crop = ClipPreprocess(asdict(PreprocessCfg(size=224))).person_crops(image, np.array([[60.0, 50.0, 100.0, 80.0]]))[0]
@@ -239,7 +239,7 @@ def test_border_crop_and_empty_boxes(tmp_path, monkeypatch):
 ])
 def test_bad_protocol_options(kwargs, message):
     from stclip_cli.errors import StclipError
-    from stclip_cli.evaluate import eval_protocol
+    from stclip_cli.benchmark.evaluate import eval_protocol
 
     with pytest.raises(StclipError) as err:
         eval_protocol("jhmdb", **kwargs)
@@ -247,7 +247,7 @@ def test_bad_protocol_options(kwargs, message):
 
 
 def test_protocol_defaults_per_dataset():
-    from stclip_cli.evaluate import eval_protocol
+    from stclip_cli.benchmark.evaluate import eval_protocol
 
     assert eval_protocol("jhmdb").record("official", False, {}) == {
         "pool": "official", "test_boxes": "top3", "fp_margin": None, "max_persons": 3, "score": "prob-x-det",
@@ -300,7 +300,7 @@ def test_eval_end_to_end_matches_the_hand_computed_map(hand_jhmdb, checkpoint, t
     from typer.testing import CliRunner
 
     from stclip_cli.cli import app
-    from stclip_cli.scoring import Scorer
+    from stclip_cli.core.scoring import Scorer
 
     root, persons = hand_jhmdb
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from stclip_cli.outputs import person_label
-from stclip_cli.render import ELLIPSIS, FrameRenderer, LabelStyle, displayable, font_path, label_style
+from stclip_cli.sinks.outputs import person_label
+from stclip_cli.sinks.render import ELLIPSIS, FrameRenderer, LabelStyle, displayable, font_path, label_style
 
 LONG = "arm wrestling with a very long action name that keeps going " + "and going " * 20
 

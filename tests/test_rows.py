@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import supervision as sv
 
-from stclip_cli import rows as rows_module
-from stclip_cli.outputs import JsonSink
+from stclip_cli.sinks import rows as rows_module
+from stclip_cli.sinks.outputs import JsonSink
 from stclip_cli.records import SCORES, FrameResult, ModelInfo, VideoInfo
-from stclip_cli.rows import SCHEMA, RowsSink, read_stamp
+from stclip_cli.sinks.rows import SCHEMA, RowsSink, read_stamp
 
 ACTIONS = ["clap", "wave", "sit"]
 MODEL = ModelInfo("tiny-test", "stclip-tiny-test", None, "softmax")

@@ -24,17 +24,18 @@ import pytest
 import supervision as sv
 
 from conftest import DETECT_ACTIONS as ACTIONS, base_args, boxes_file, detect, one_line_error, synthetic_frame, write_video
-from stclip_cli import display, predictor as predictor_module
-from stclip_cli.cards import build_model, load_card
-from stclip_cli.destinations import Target, plan_outputs, stream_stem
-from stclip_cli.detection import BoxesFile
+from stclip_cli.sinks import display
+from stclip_cli.core import predictor as predictor_module
+from stclip_cli.weights.cards import build_model, load_card
+from stclip_cli.sinks.destinations import Target, plan_outputs, stream_stem
+from stclip_cli.core.detection import BoxesFile
 from stclip_cli.errors import StclipError
-from stclip_cli.outputs import JsonLinesSink, PaceMeter, VideoSink
-from stclip_cli.pacing import AdaptiveStride
-from stclip_cli.predictor import DetectOptions, Predictor
-from stclip_cli.scoring import Scorer
-from stclip_cli.sources import probe
-from stclip_cli.inputs import StreamInput, check_inputs, is_stream
+from stclip_cli.sinks.outputs import JsonLinesSink, PaceMeter, VideoSink
+from stclip_cli.sources.pacing import AdaptiveStride
+from stclip_cli.core.predictor import DetectOptions, Predictor
+from stclip_cli.core.scoring import Scorer
+from stclip_cli.sources.opener import probe
+from stclip_cli.sources.inputs import StreamInput, check_inputs, is_stream
 from stclip_cli.records import Frame, FrameResult, ModelInfo, VideoInfo
 
 MODEL = ModelInfo("tiny-test", "stclip-tiny-test", None, "softmax")

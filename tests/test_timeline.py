@@ -15,10 +15,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from conftest import DETECT_ACTIONS as ACTIONS, base_args, boxes_file, detect, one_line_error
-from stclip_cli import cli, timeline
+from stclip_cli import cli
+from stclip_cli.sinks import timeline
 from stclip_cli.errors import StclipError
 from stclip_cli.records import FrameResult, ModelInfo, VideoInfo
-from stclip_cli.timeline import (
+from stclip_cli.sinks.timeline import (
     NOBODY, UNTRACKED, KeyframeLog, Lane, TimelineCollector, TimelineSink, binned, image_size, read_result, render_png,
     timeline_from_result, timeline_text,
 )
@@ -327,7 +328,7 @@ def test_a_result_with_a_useless_frame_rate_still_draws(fps, tmp_path):
 
 def test_plot_and_terminal_summary_log_each_keyframe_once(tmp_path, make_video, checkpoint, monkeypatch):
     """With --plot and a terminal, the summary kept a second log of every keyframe beside the plot's."""
-    from stclip_cli import timeline as timeline_module
+    from stclip_cli.sinks import timeline as timeline_module
 
     video = make_video(tmp_path, n_frames=12)
     monkeypatch.setattr(cli, "console", Console(force_terminal=True, width=110, file=io.StringIO(), record=True))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from stclip_cli.tracking import PersonTracker, smooth_scores
+from stclip_cli.core.tracking import PersonTracker, smooth_scores
 
 
 def two_people(step: int, confidence: bool = True, swap: bool = False) -> sv.Detections:

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import write_vfr_video
 from stclip_cli.errors import StclipError
-from stclip_cli.video import FrameFolderSource, PyAVSource, open_video
+from stclip_cli.sources.video import FrameFolderSource, PyAVSource, open_video
 
 RED = np.array([255, 0, 0])
 

@@ -12,8 +12,8 @@ import pytest
 from open_clip.transformer import QuickGELU
 
 from conftest import put_in_hub_cache
-from stclip_cli import weights
-from stclip_cli.cards import build_model, list_cards, load_card
+from stclip_cli.weights import sources as weights
+from stclip_cli.weights.cards import build_model, list_cards, load_card
 from stclip_cli.errors import StclipError
 from stclip_cli.model.clip_backbone import create_clip
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stclip_cli.records import Frame
-from stclip_cli.windows import iter_windows, keyframe_indices, window_indices
+from stclip_cli.core.windows import iter_windows, keyframe_indices, window_indices
 
 
 def frames(n: int) -> Iterator[Frame]:

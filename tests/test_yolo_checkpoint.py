@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from stclip_cli.detection import YoloPersonDetector
+from stclip_cli.core.detection import YoloPersonDetector
 from stclip_cli.errors import StclipError
 
 

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from stclip_cli.data.splits import LabelSplit
 from stclip_cli.errors import StclipError, first_line
-from stclip_cli.windows import window_indices
+from stclip_cli.core.windows import window_indices
 
 
 @dataclass

@@ -8,7 +8,7 @@ import open_clip
 import torch
 from torch import nn
 
-from ..errors import StclipError
+from stclip_cli.errors import StclipError
 
 
 class ActionModel(nn.Module):

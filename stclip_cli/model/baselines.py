@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ActionModel
+from stclip_cli.model.base import ActionModel
 
 
 class FrameBaseline(ActionModel):

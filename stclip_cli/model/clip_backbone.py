@@ -9,11 +9,11 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
-from .. import MODELS
-from ..errors import StclipError
-from ..quiet import quiet_logger
-from ..safe_loading import restricted_torch_load
-from ..weights import clip_source
+from stclip_cli import MODELS
+from stclip_cli.errors import StclipError
+from stclip_cli.quiet import quiet_logger
+from stclip_cli.weights.safe_loading import restricted_torch_load
+from stclip_cli.weights.sources import clip_source
 
 OPEN_CLIP_CONFIGS = MODELS / "open_clip"
 _registered = False

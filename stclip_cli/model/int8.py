@@ -104,7 +104,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     text tower is untouched."""
     from torch.ao.quantization import quantize_dynamic  # deprecated in favour of torchao, which has no fast CPU path
 
-    from .lora import fold_adapters
+    from stclip_cli.model.lora import fold_adapters
 
     fold_adapters(model)  # a training-form model's LoRA adapters become plain (quantizable) linear layers
     clip = model.clip

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 from open_clip.transformer import VisionTransformer
-from .clip_backbone import run_block
-from .prompting import ContextPrompting
+from stclip_cli.model.clip_backbone import run_block
+from stclip_cli.model.prompting import ContextPrompting
 
 
 def spot_interest_tokens(attention_rows: torch.Tensor, k: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adapter import feed_forward
+from stclip_cli.model.adapter import feed_forward
 
 
 class CrossAttention(nn.Module):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import open_clip
 import torch
 
-from .adapter import PersonAdapter
-from .base import ActionModel
-from .clip_backbone import embed_context, patch_tokens, pooled_features
-from .interaction import PersonLayout, interact
-from .lora import add_lora
-from .prompting import ContextPrompting
-from .temporal import TemporalContext
+from stclip_cli.model.adapter import PersonAdapter
+from stclip_cli.model.base import ActionModel
+from stclip_cli.model.clip_backbone import embed_context, patch_tokens, pooled_features
+from stclip_cli.model.interaction import PersonLayout, interact
+from stclip_cli.model.lora import add_lora
+from stclip_cli.model.prompting import ContextPrompting
+from stclip_cli.model.temporal import TemporalContext
 
 
 class STCLIP(ActionModel):

@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Callable
 
-from .records import Frame
+from stclip_cli.records import Frame
 
 PERIOD_S = 1.0  # seconds (of video, or of wall time when behind) between two judgements of the load
 HIGH_LOAD = 0.75  # busier than this share of real time: fewer keyframes (the margin drains a backlog)

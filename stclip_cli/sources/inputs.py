@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import StclipError
+from stclip_cli.errors import StclipError
 
 STDIN = "-"
 WEBCAM = "webcam:"

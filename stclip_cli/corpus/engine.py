@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .destinations import Source, Target, is_folder_spec, plan_outputs, refuse_inputs
-from .errors import StclipError, first_line
-from .pipeline import Assembly, Pipeline, build_pipeline
+from stclip_cli.sinks.destinations import Source, Target, is_folder_spec, plan_outputs, refuse_inputs
+from stclip_cli.errors import StclipError, first_line
+from stclip_cli.pipeline import Assembly, Pipeline, build_pipeline
 
 if TYPE_CHECKING:  # pyarrow comes with Ray: imported once require_ray has passed
-    from .corpus_inputs import Missing, VideoRef
+    from stclip_cli.corpus.inputs import Missing, VideoRef
 
 RAY_MISSING = 'the Ray engine needs Ray: pip install "stclip[ray]"'
 FAILURES_NAME = "_failures.json"  # "_" side files are skipped by Parquet dataset readers (pyarrow, pandas, Spark)
@@ -77,7 +77,7 @@ class VideoJob:
 
     def done(self, stamp: Mapping[str, Any]) -> bool:
         """Whether a previous run completed it: every output is in place and its rows carry ``stamp``."""
-        from .rows import read_stamp
+        from stclip_cli.sinks.rows import read_stamp
 
         targets = list(self.plan.values())
         if any(t.mode != "file" or t.real is None or not t.real.is_file() for t in targets):
@@ -306,9 +306,9 @@ class VideoWorker:
         """One video through the pipeline into its sinks."""
         import ray
 
-        from .corpus_inputs import local_file
-        from .outputs import plan_sinks
-        from .rows import RowsSink
+        from stclip_cli.corpus.inputs import local_file
+        from stclip_cli.sinks.outputs import plan_sinks
+        from stclip_cli.sinks.rows import RowsSink
 
         job = decode_job(item)
         name = job.ref.name
@@ -367,7 +367,7 @@ def encode_job(job: VideoJob, stamp: Mapping[str, Any]) -> str:
 
 def decode_job(item: Mapping[str, Any]) -> VideoJob:
     """The job of ``encode_job``'s text."""
-    from .corpus_inputs import VideoRef
+    from stclip_cli.corpus.inputs import VideoRef
 
     plan = {k: Target(Path(path), mode, Path(real)) for k, (path, mode, real) in item["plan"].items()}
     return VideoJob(VideoRef(*item["video"]), plan)
@@ -436,7 +436,7 @@ def prepare(specs: Sequence[str], outputs: dict[str, str | Path | None], parquet
             reads: Sequence[Source] = ()) -> Corpus:
     """Find the videos (never inside this run's output folders) and plan every output (never over ``reads``, the
     other files the run reads), before any model loads."""
-    from .corpus_inputs import find_videos
+    from stclip_cli.corpus.inputs import find_videos
 
     refs, missing = find_videos(specs, exclude=output_folders(outputs, parquet))
     return Corpus(plan_corpus(refs, outputs, parquet, reads), missing, Path(parquet))
@@ -475,7 +475,7 @@ def execute(corpus: Corpus, assembly: Assembly, resources: Resources, progress: 
 
 def discard_leftovers(jobs: Iterable[VideoJob]) -> None:
     """Delete the temporary files that killed workers left beside these jobs' outputs."""
-    from .destinations import leftover_temporaries
+    from stclip_cli.sinks.destinations import leftover_temporaries
 
     for job in jobs:
         for target in job.plan.values():
@@ -492,7 +492,7 @@ def cluster_resources() -> dict[str, float]:
 
 def write_failures(folder: str | Path, failures: Sequence[tuple[str, str]]) -> Path:
     """The failures table (a JSON list of {video, error}), replaced atomically; ``[]`` when nothing failed."""
-    from .outputs import atomic_text
+    from stclip_cli.sinks.outputs import atomic_text
 
     path = Path(f"{str(folder).rstrip('/')}/{FAILURES_NAME}")
     check_side_file(path)  # again: something may have been put there while the run went on

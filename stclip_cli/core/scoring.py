@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model.base import ActionModel
-from .preprocess import ClipPreprocess
+from stclip_cli.model.base import ActionModel
+from stclip_cli.core.preprocess import ClipPreprocess
 
 
 @dataclass

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import IO, Self
 from urllib.parse import unquote, urlparse
 
-from .errors import OutputClosed, StclipError
-from .records import Sink
+from stclip_cli.errors import OutputClosed, StclipError
+from stclip_cli.records import Sink
 
 STDOUT = "-"
 

@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .destinations import FileSink, Target
-from .records import SCORES, FrameResult, ModelInfo, VideoInfo
+from stclip_cli.sinks.destinations import FileSink, Target
+from stclip_cli.records import SCORES, FrameResult, ModelInfo, VideoInfo
 
 SCHEMA = pa.schema([
     ("video", pa.string()),

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import StclipError, first_line
+from stclip_cli.errors import StclipError, first_line
 
 
 # ---------------------------------------------------------------- dataset pickles

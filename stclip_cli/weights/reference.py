@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .errors import StclipError, first_line
+from stclip_cli.errors import StclipError, first_line
 
 # (reference pattern, stclip name); the first match wins, \1 is the layer index
 _RENAMES: list[tuple[str, str]] = [

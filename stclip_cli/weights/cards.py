@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from . import MODELS
-from .destinations import Destination, classify
-from .errors import StclipError, first_line
+from stclip_cli import MODELS
+from stclip_cli.sinks.destinations import Destination, classify
+from stclip_cli.errors import StclipError, first_line
 
 if TYPE_CHECKING:  # torch and open_clip load in seconds: imported where a model is built, not to read a card
     import open_clip
     import torch
 
-    from .model.base import ActionModel
+    from stclip_cli.model.base import ActionModel
 
 CARDS_DIR = MODELS
 MODEL_ALIASES = {"stclip": "stclip-vitb16"}
@@ -157,9 +157,9 @@ def build_model(
     """
     import open_clip
 
-    from .model.baselines import CropBaseline, FrameBaseline
-    from .model.clip_backbone import create_clip
-    from .model.stclip import STCLIP
+    from stclip_cli.model.baselines import CropBaseline, FrameBaseline
+    from stclip_cli.model.clip_backbone import create_clip
+    from stclip_cli.model.stclip import STCLIP
 
     if checkpoint is not None:
         check_checkpoint(card, checkpoint)
@@ -192,7 +192,7 @@ def build_scoring_model(
     if int8:
         if model.device.type != "cpu":
             raise StclipError("--int8 is the CPU path; pass --device cpu (or use --half on the GPU)")
-        from .model.int8 import quantize_int8
+        from stclip_cli.model.int8 import quantize_int8
 
         quantize_int8(model)
     return model
@@ -352,7 +352,7 @@ def load_weights(model: "ActionModel", checkpoint: str | Path) -> None:
     import torch
     from safetensors import safe_open
 
-    from .model.lora import LORA_NAME, merge_lora
+    from stclip_cli.model.lora import LORA_NAME, merge_lora
 
     read_metadata(checkpoint)
     with safe_open(str(checkpoint), framework="pt") as f:

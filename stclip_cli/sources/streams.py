@@ -23,10 +23,10 @@ from typing import Any
 
 import av
 
-from .errors import StclipError, Terminated
-from .inputs import WEBCAM, StreamInput
-from .records import Frame
-from .video import PyAVSource, _reason
+from stclip_cli.errors import StclipError, Terminated
+from stclip_cli.sources.inputs import WEBCAM, StreamInput
+from stclip_cli.records import Frame
+from stclip_cli.sources.video import PyAVSource, _reason
 
 MP4_HINT = ("an MP4 read from a pipe, or from a server without range requests, needs its index at the start: "
             "remux it with `ffmpeg -i IN -c copy -movflags +faststart OUT.mp4`, or send MPEG-TS or Matroska "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from .errors import StclipError
+from stclip_cli.errors import StclipError
 
 
 # embeddings, overrides and isolates reorder the text around them: a label would show other words than the name

@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from stclip_cli.entries import DIGITS, LARGEST
 from stclip_cli.errors import StclipError, first_line
 from stclip_cli.quiet import quiet_logger
-from stclip_cli.result_format import is_detect_result, load_json, parse_result
+from stclip_cli.sinks.result_format import is_detect_result, load_json, parse_result
 
 
 class PersonDetector(ABC):
@@ -136,7 +137,7 @@ def _yolo(model: str) -> Any:
     """A YOLO from a ``.yaml`` architecture (built, random weights) or a ``.pt`` checkpoint read without running code."""
     from ultralytics import YOLO
 
-    from .safe_loading import check_detector_architecture, load_detector_checkpoint
+    from stclip_cli.weights.safe_loading import check_detector_architecture, load_detector_checkpoint
 
     path = Path(model)
     suffix = path.suffix.lower()
@@ -178,6 +179,8 @@ def _download(model: str) -> Path:
         raise StclipError(missing)
     return found
 
+
+MAX_COORDINATE = 1e9  # pixels; any real frame is far smaller, and float32 holds it
 
 BOXES_FORMATS = {
     "stclip": "the JSON 'stclip detect' writes: an object with \"frames\", boxes [x1, y1, x2, y2]",
@@ -247,9 +250,9 @@ class BoxesFile(PersonDetector):
         return rows
 
     def _index(self, value: Any, where: str) -> int:
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and DIGITS.fullmatch(value.strip()):  # ASCII digits: "²" is a digit to Python
             value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= LARGEST:
             raise StclipError(f"{self.path}: {where} must be a 0-based frame index, got {value!r}")
         return value
 
@@ -260,6 +263,9 @@ class BoxesFile(PersonDetector):
             box = []
         if len(box) != 4 or not all(math.isfinite(v) for v in box):
             raise StclipError(f"{self.path}: {where} must be 4 finite numbers {layout}, got {value!r}")
+        if not all(abs(v) <= MAX_COORDINATE for v in box):  # boxes are float32 pixels: 1e308 would become inf
+            raise StclipError(f"{self.path}: {where} {value!r} reaches past any frame (coordinates are pixels, at most "
+                              f"{MAX_COORDINATE:.0e})")
         return box
 
     def _xyxy(self, value: Any, where: str) -> list[float]:

@@ -28,6 +28,7 @@ from stclip_cli.data.common import read_json
 from stclip_cli.data.jhmdb import coco_ground_truth
 from stclip_cli.data.splits import JHMDB_CLASSES
 from stclip_cli.entries import Entries
+from stclip_cli.sinks.result_format import DetectResult, ResultPerson, parse_result
 from stclip_cli.errors import StclipError
 
 Box = Sequence[float]
@@ -131,53 +132,48 @@ def video_key(name: str) -> str:
     return path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
 
 
-def _videos(data: Any, path: Path) -> list[tuple[str, dict]]:
-    """The video objects of a detect JSON (one object or a list), each with its entry prefix ("" or "[k].")."""
+def _results(data: Any, path: Path) -> list[DetectResult]:
+    """The video results of a detect JSON (one object or a list of them), read by the one detect-JSON reader
+    (result_format.py): every entry checked, one line naming the file and the entry on the first defect."""
     videos = data if isinstance(data, list) else [data]
     if not all(isinstance(v, dict) and "video" in v and "frames" in v for v in videos):
         raise StclipError(f"{path} is not a detect JSON (objects with 'video' and 'frames')")
-    return [(f"[{k}]." if isinstance(data, list) else "", v) for k, v in enumerate(videos)]
+    return [parse_result(v, path, frame_needs=("index",), person_needs=("box",), needs_actions=False, needs_video=True,
+                         prefix=f"[{k}]." if isinstance(data, list) else "") for k, v in enumerate(videos)]
 
 
-def _persons(path: Path, data: Any) -> Iterator[tuple[tuple[str, int], dict, str, list[float]]]:
-    """Every person of a detect JSON, checked: ``((video, frame index), person, its entry name, box)``.
+def _persons(path: Path, data: Any) -> Iterator[tuple[tuple[str, int], ResultPerson]]:
+    """Every person of a detect JSON: ``((video, frame index), person)``.
 
     Videos are matched to ground truth by ``video_key``; two videos of the file with one key (``a/clip.mp4`` and
     ``b/clip.mp4``) would be merged into one, so they are refused."""
-    check = Entries(path)
     named: dict[str, str] = {}
-    for prefix, video in _videos(data, path):
-        full = check.text(video["video"], f"{prefix}video")
+    for result in _results(data, path):
+        full = str(result.video)
         name = video_key(full)
         if named.setdefault(name, full) != full:
             raise StclipError(f"{path}: videos {named[name]} and {full} would both be matched as video '{name}' of "
                               f"the ground truth; evaluate them from separate files")
-        for i, frame in enumerate(check.array(video["frames"], f"{prefix}frames")):
-            where = f"{prefix}frames[{i}]"
-            check.mapping(frame, where)
-            index = check.integer(check.field(frame, "index", where), f"{where}.index")
-            for j, person in enumerate(check.array(frame.get("persons", []), f"{where}.persons")):
-                entry = f"{where}.persons[{j}]"
-                check.mapping(person, entry)
-                yield (name, index), person, entry, check.box(check.field(person, "box", entry), f"{entry}.box")
+        for frame in result.frames:
+            for person in frame.persons:
+                yield (name, int(frame.index)), person
 
 
 def _detect_json_videos(path: Path, data: Any) -> set[str]:
-    return {video_key(v["video"]) for _, v in _videos(data, path) if isinstance(v["video"], str)}
+    return {video_key(str(result.video)) for result in _results(data, path)}
 
 
 def read_detect_json(path: Path) -> list[DetectionRow]:
     """Detection rows ``((video, frame index), action, score, box)`` from a ``stclip detect`` JSON.
 
-    Accepts one video object or a list of them; each person contributes one row per entry of ``scores``.
-    Every entry is checked; a bad one is a one-line StclipError naming the file and the entry.
+    Accepts one video object or a list of them; each person contributes one row per entry of ``scores``, which it
+    must have. Every entry is checked; a bad one is a one-line StclipError naming the file and the entry.
     """
-    check = Entries(path)
     rows = []
-    for key, person, entry, box in _persons(path, read_json(path)):
-        scores = check.mapping(check.field(person, "scores", entry), f"{entry}.scores")
-        for action, score in scores.items():
-            rows.append((key, action, check.number(score, f"{entry}.scores[{json.dumps(action)}]"), box))
+    for key, person in _persons(path, read_json(path)):
+        if not person.scores and person.labels is None:
+            Entries(path).field({}, "scores", person.where)
+        rows.extend((key, action, score, person.box) for action, score in person.scores.items())
     return rows
 
 
@@ -206,12 +202,7 @@ def read_ground_truth_file(path: Path, class_names: Sequence[str] = JHMDB_CLASSE
         coco = coco_ground_truth(data, path, class_names)
         rows = [((video_key(movie), frame), name, box) for (movie, frame), box, names in coco.persons for name in names]
         return GroundTruth(rows, {video_key(movie) for movie in coco.movies})
-    check = Entries(path)
-    rows = []
-    for key, person, entry, box in _persons(path, data):
-        labels = person.get("labels")
-        for k, label in enumerate(check.array(labels, f"{entry}.labels") if labels is not None else []):
-            rows.append((key, check.text(label, f"{entry}.labels[{k}]"), box))
+    rows = [(key, label, person.box) for key, person in _persons(path, data) for label in person.labels or []]
     if not rows:
         raise StclipError(f"{path} holds no ground truth: expected persons with \"labels\": [names]")
     return GroundTruth(rows, _detect_json_videos(path, data))

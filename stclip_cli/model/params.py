@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cards import ModelCard, build_model
-from .model.stclip import STCLIP
+from stclip_cli.weights.cards import ModelCard, build_model
+from stclip_cli.model.stclip import STCLIP
 
 PAPER_TUNED_PARAMETERS = 55.11e6
 

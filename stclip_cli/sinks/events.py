@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from .destinations import Target
-from .errors import StclipError
-from .outputs import _TextSink
-from .records import SCORES, FrameResult, ModelInfo, VideoInfo
+from stclip_cli.sinks.destinations import Target
+from stclip_cli.errors import StclipError
+from stclip_cli.sinks.outputs import _TextSink
+from stclip_cli.records import SCORES, FrameResult, ModelInfo, VideoInfo
 
 EVENT_SUFFIXES = (".json", ".jsonl", ".csv", ".vtt", ".srt")
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import cv2
 
-from .errors import StclipError
-from .outputs import person_label
-from .records import FrameResult, ModelInfo, Sink, VideoInfo
-from .render import FrameRenderer
+from stclip_cli.errors import StclipError
+from stclip_cli.sinks.outputs import person_label
+from stclip_cli.records import FrameResult, ModelInfo, Sink, VideoInfo
+from stclip_cli.sinks.render import FrameRenderer
 
 QUIT_KEYS = frozenset({ord("q"), 27})  # q, Esc
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from .detection import PersonDetector, clip_to_frame, fp_filter
-from .inputs import StreamInput
-from .pacing import live_schedule
-from .records import SCORES, Frame, FrameResult, ModelInfo, Sink, VideoInfo
-from .scoring import KeyframeRequest, Scorer
-from .sources import open_source
-from .video import VideoSource
-from .windows import AtFrames, EveryNth, KeyframeSchedule, Window, iter_windows
+from stclip_cli.core.detection import PersonDetector, clip_to_frame, fp_filter
+from stclip_cli.sources.inputs import StreamInput
+from stclip_cli.sources.pacing import live_schedule
+from stclip_cli.records import SCORES, Frame, FrameResult, ModelInfo, Sink, VideoInfo
+from stclip_cli.core.scoring import KeyframeRequest, Scorer
+from stclip_cli.sources.opener import open_source
+from stclip_cli.sources.video import VideoSource
+from stclip_cli.core.windows import AtFrames, EveryNth, KeyframeSchedule, Window, iter_windows
 
 
 FRAME_BUFFER_BYTES = 256 << 20  # full-resolution uint8 frames held for one batch of keyframes
@@ -153,7 +153,7 @@ class Predictor:
         opts = self.options
         self.scorer.reset()
         if opts.track:  # the trackers package loads in about a second: only when asked for
-            from .tracking import PersonTracker, smooth_scores
+            from stclip_cli.core.tracking import PersonTracker, smooth_scores
 
             tracker = PersonTracker(fps=source.info.fps)
         else:

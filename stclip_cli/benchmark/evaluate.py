@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from .data.common import DatasetView, VideoRecord
-from .errors import StclipError
-from .metrics import DetectionRow, GroundTruthRow, frame_ap, mean_ap
-from .persons import PersonSource
-from .predictor import Predictor
-from .records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
-from .sources import open_source
-from .video import FrameFolderSource, VideoSource
-from .windows import window_indices
+from stclip_cli.data.common import DatasetView, VideoRecord
+from stclip_cli.errors import StclipError
+from stclip_cli.benchmark.metrics import DetectionRow, GroundTruthRow, frame_ap, mean_ap
+from stclip_cli.benchmark.persons import PersonSource
+from stclip_cli.core.predictor import Predictor
+from stclip_cli.records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
+from stclip_cli.sources.opener import open_source
+from stclip_cli.sources.video import FrameFolderSource, VideoSource
+from stclip_cli.core.windows import window_indices
 
 DEFAULT_FPS = 25.0  # the frame rate of a dataset video that does not say (times only: eval matches frame indices)
 

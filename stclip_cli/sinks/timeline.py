@@ -21,9 +21,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from .destinations import Destination, FileSink, Target, classify
-from .records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
-from .result_format import load_json, parse_result
+from stclip_cli.sinks.destinations import Destination, FileSink, Target, classify
+from stclip_cli.records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
+from stclip_cli.sinks.result_format import load_json, parse_result
 
 UNTRACKED = "untracked"
 NOBODY = "nobody found"
@@ -225,7 +225,7 @@ def _legend_actions(actions: Sequence[str], lanes: Sequence[Lane]) -> list[int]:
 def _plain(text: str) -> str:
     """``text`` as matplotlib should print it: characters the font lacks spelled out (no tofu boxes), dollar signs
     escaped (not mathtext)."""
-    from .render import displayable
+    from stclip_cli.sinks.render import displayable
 
     return displayable(text).replace("$", r"\$")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .inputs import StreamInput, is_stream
-from .streams import open_stream
-from .video import VideoSource, open_video
+from stclip_cli.sources.inputs import StreamInput, is_stream
+from stclip_cli.sources.streams import open_stream
+from stclip_cli.sources.video import VideoSource, open_video
 
 
 def open_source(path: str | Path | StreamInput, fps: float | None = None, threads: bool = True) -> VideoSource:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from .errors import StclipError, first_line
-from .inputs import VIDEO_SUFFIXES
+from stclip_cli.errors import StclipError, first_line
+from stclip_cli.sources.inputs import VIDEO_SUFFIXES
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://")

@@ -14,9 +14,9 @@ from typing import Protocol
 import numpy as np
 import supervision as sv
 
-from .data.common import VideoRecord
-from .detection import BoxesFile, PersonDetector, clip_to_frame
-from .errors import StclipError
+from stclip_cli.data.common import VideoRecord
+from stclip_cli.core.detection import BoxesFile, PersonDetector, clip_to_frame
+from stclip_cli.errors import StclipError
 
 
 class PersonSource(Protocol):

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import StclipError
-from .quiet import quiet_logger
+from stclip_cli.errors import StclipError
+from stclip_cli.quiet import quiet_logger
 
 HF_PREFIX = "hf-hub:"
 CHECKPOINT_ENV = "STCLIP_CHECKPOINT"

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .entries import Entries, shown
-from .errors import StclipError, first_line
-from .records import SCORES, ModelInfo, VideoInfo
+from stclip_cli.entries import Entries, shown
+from stclip_cli.errors import StclipError, first_line
+from stclip_cli.records import SCORES, ModelInfo, VideoInfo
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -102,6 +102,7 @@ class ResultPerson:
     track_id: int | None
     scores: dict[str, float]
     where: str
+    labels: list[str] | None = None  # ground truth in the detect format: the person's action names
 
 
 @dataclass(frozen=True)
@@ -143,16 +144,24 @@ def load_json(path: Path, what: str) -> Any:
 
 
 def parse_result(data: Any, source: Path | str, frame_needs: Collection[str] = FRAME_FIELDS,
-                 person_needs: Collection[str] = PERSON_FIELDS, needs_actions: bool = True) -> DetectResult:
+                 person_needs: Collection[str] = PERSON_FIELDS, needs_actions: bool = True, needs_video: bool = False,
+                 prefix: str = "") -> DetectResult:
     """Check parsed detect JSON and return it as records; one line naming ``source`` and the entry on the first
     defect. ``frame_needs``/``person_needs``: the fields that must be present (the others are checked when present);
-    ``needs_actions``: whether the "actions" list must be."""
+    ``needs_actions``/``needs_video``: whether "actions" / "video" must be; ``prefix`` names the object in a list of
+    them (``[2].``)."""
+    if needs_video and isinstance(data, dict) and isinstance(data.get("frames"), list) and "video" not in data:
+        raise StclipError(f"{source}: {prefix}video is missing: each result names its video")
+    if isinstance(data, dict) and "frames" in data and not isinstance(data["frames"], list):
+        Entries(source).array(data["frames"], f"{prefix}frames")
     if not is_detect_result(data) or (needs_actions and not isinstance(data.get("actions"), list)):
         wanted = '"actions" and "frames"' if needs_actions else '"frames"'
         raise StclipError(f"{source} is not a `stclip detect` result (an object with {wanted})")
     entries = Entries(source)
-    actions = [entries.text(a, f"actions[{k}]") for k, a in enumerate(data.get("actions") or [])]
-    frames = [_frame(entries, frame, f"frames[{n}]", frame_needs, person_needs, actions)
+    if needs_video:
+        entries.text(data["video"], f"{prefix}video")
+    actions = [entries.text(a, f"{prefix}actions[{k}]") for k, a in enumerate(data.get("actions") or [])]
+    frames = [_frame(entries, frame, f"{prefix}frames[{n}]", frame_needs, person_needs, actions)
               for n, frame in enumerate(data["frames"])]
     fps = data.get("fps")
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
@@ -184,13 +193,18 @@ def _person(entries: Entries, value: Any, where: str, needs: Collection[str], ac
     score = person.get("detector_score")
     score = None if score is None else entries.number(score, f"{where}.detector_score", from_text=True)
     track = person.get("track_id")
-    if track is not None and (isinstance(track, bool) or not isinstance(track, int)):
-        entries.fail(f"{where}.track_id", f"must be an integer or null, got {shown(track)}")
+    if track is not None and (isinstance(track, bool) or not isinstance(track, int) or not -2**63 <= track < 2**63):
+        entries.fail(f"{where}.track_id", f"must be an integer (int64) or null, got {shown(track)}")
     scores: dict[str, float] = {}
     if "scores" in present:
         given = entries.mapping(person["scores"], f"{where}.scores")
-        scores = {name: entries.number(p, f"{where}.scores.{name}") for name, p in given.items()}
-    return ResultPerson(box, score, track, scores, where)
+        scores = {name: entries.number(p, f"{where}.scores[{json.dumps(name, ensure_ascii=False)}]")
+                  for name, p in given.items()}
+    labels = None
+    if person.get("labels") is not None:
+        labels = [entries.text(name, f"{where}.labels[{k}]")
+                  for k, name in enumerate(entries.array(person["labels"], f"{where}.labels"))]
+    return ResultPerson(box, score, track, scores, where, labels)
 
 
 def _present(entries: Entries, entry: dict, where: str, needs: Collection[str]) -> set[str]:

@@ -22,13 +22,13 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from .cards import ModelCard, build_model, card_from_dict, load_card, load_tensors, read_metadata, save_checkpoint
-from .data.common import DatasetView, KeyframeDataset, collate
-from .errors import StclipError, first_line
-from .losses import action_loss
-from .model.base import ActionModel
-from .preprocess import ClipPreprocess
-from .scoring import ModelInputs
+from stclip_cli.weights.cards import ModelCard, build_model, card_from_dict, load_card, load_tensors, read_metadata, save_checkpoint
+from stclip_cli.data.common import DatasetView, KeyframeDataset, collate
+from stclip_cli.errors import StclipError, first_line
+from stclip_cli.benchmark.losses import action_loss
+from stclip_cli.model.base import ActionModel
+from stclip_cli.core.preprocess import ClipPreprocess
+from stclip_cli.core.scoring import ModelInputs
 
 LAST = "last.safetensors"
 FINAL = "final.safetensors"

@@ -20,12 +20,12 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from stclip_cli.destinations import STDOUT, VIDEO_CONTAINERS, Destination, FileSink, Target, classify
+from stclip_cli.sinks.destinations import STDOUT, VIDEO_CONTAINERS, Destination, FileSink, Target, classify
 from stclip_cli.errors import StclipError
 from stclip_cli.records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
-from stclip_cli.render import FrameRenderer
-from stclip_cli.result_format import action_scores, frame_record, header, track_id
-from stclip_cli.timeline import TimelineSink
+from stclip_cli.sinks.render import FrameRenderer
+from stclip_cli.sinks.result_format import action_scores, frame_record, header, track_id
+from stclip_cli.sinks.timeline import TimelineSink
 
 LATENCIES_KEPT = 100_000  # the pace meter's latency percentiles are over the last this-many scored frames
 

@@ -1,0 +1,1 @@
+"""Training and evaluation on the benchmarks: trainer, evaluator, persons, metrics, losses."""

@@ -1,0 +1,1 @@
+"""The per-frame work of detect: persons, keyframe windows, preprocessing, scoring, tracking."""

@@ -1,0 +1,1 @@
+"""Model cards, where weights come from, safe loading and the reference-checkpoint import."""
