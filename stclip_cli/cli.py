@@ -3,23 +3,21 @@ by the predictor, trainer and evaluator modules."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import math
-import re
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from stclip_cli.errors import OutputClosed, StclipError, Terminated
-from stclip_cli.pipeline import DetectConfig
+from stclip_cli.errors import OutputClosed, StclipError
+from stclip_cli.pipeline import DetectConfig, detect_reads
+from stclip_cli.report import (console, corpus_progress, friendly, note, print_aps, print_events, print_summary,
+                               run_one, run_with_progress, timeline_collector, warn)
 
 DEFAULT = DetectConfig.default  # detect's defaults live in DetectConfig, the one place
 
@@ -33,17 +31,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-def _stderr_console() -> Console:
-    """Standard error's console. ":abc:" in a name or URL is text, not an emoji code; in a log file or a pipe (no
-    terminal, no $COLUMNS) tables take the width they need instead of rich's 80 columns, which cut them short."""
-    import os
-
-    wide = not sys.stderr.isatty() and not os.environ.get("COLUMNS")
-    return Console(stderr=True, emoji=False, width=LOG_WIDTH if wide else None)
-
-
-LOG_WIDTH = 400
-console = _stderr_console()
 EVENTS_PANEL = "Action events"
 RAY_PANEL = "Corpora on Ray (pip install \"stclip\\[ray]\")"  # \\[: a bracket, not rich markup
 
@@ -63,76 +50,6 @@ def main_options(
     """Zero-shot spatio-temporal action detection with ST-CLIP: find every person, score the actions you name."""
 
 
-def friendly(command: Callable) -> Callable:
-    """Turn StclipError into one red line and exit 1, Ctrl-C into exit 130 and SIGTERM into exit 143 (both after
-    every output is cleaned up); never a traceback for bad input."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = _on_sigterm(_terminate)
-        try:
-            return command(*args, **kwargs)
-        except (OutputClosed, BrokenPipeError):  # `stclip ... | head -1`: stop quietly, outputs cleaned up
-            _stdout_to_null()
-            raise typer.Exit(SIGPIPE_EXIT) from None
-        except StclipError as err:  # escaped: "[x1, y1, x2, y2]" in a message is text, not rich markup
-            console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/yellow]")
-            raise typer.Exit(130) from None
-        except Terminated:
-            console.print("[yellow]terminated[/yellow]")
-            raise typer.Exit(143) from None
-        finally:
-            _on_sigterm(previous)
-
-    return wrapper
-
-
-SIGPIPE_EXIT = 1  # a closed pipe ends the run quietly with 1, as click and rich end theirs (Python's own advice)
-
-
-def _stdout_to_null() -> None:
-    """Point standard output at /dev/null, so the interpreter's last flush does not report the closed pipe."""
-    import os
-
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno() if sys.stdout is not None else 1)
-        os.close(null)
-    except (OSError, ValueError):
-        pass
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
-def _on_sigterm(handler: Any) -> Any:
-    """Install a SIGTERM handler (main thread only, as Python requires); returns the previous one."""
-    import signal
-    import threading
-
-    if handler is None or threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def _default_batch(device: str) -> int:
-    """Keyframes per forward pass when not asked: 8 on a GPU (it fills the GPU), 1 on a CPU (batching there is
-    slower, as benchmarks/model_speed.py measures, and holds more frames in memory)."""
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return 8 if device.startswith("cuda") else 1
-
-
-def _device(name: str):
-    from stclip_cli.benchmark.train import resolve_device
-
-    return resolve_device(name)
 
 
 @app.command()
@@ -258,10 +175,12 @@ def detect(
         half, int8, event_threshold, event_gap, event_min, neutrals)
     if not (math.isfinite(timeout) and timeout > 0):
         raise StclipError(f"--timeout must be a number of seconds above 0 (got {timeout})")
-    reads = _detect_reads(actions_file, model, checkpoint, clip_weights, detector, boxes)
+    reads = detect_reads(actions_file, model, checkpoint, clip_weights, detector, boxes)
     ray_options = {"--parquet": parquet, "--actors": actors, "--cpus-per-actor": cpus_per_actor,
                    "--gpus-per-actor": gpus_per_actor, "--ray-address": ray_address}
-    if _ray_engine(engine, ray_options):
+    from stclip_cli.corpus.engine import ray_engine_asked
+
+    if ray_engine_asked(engine, ray_options):
         from stclip_cli.corpus.engine import Resources
 
         return _detect_corpus([str(v) for v in videos], config, parquet=parquet, reads=reads, quiet=quiet,
@@ -271,11 +190,13 @@ def detect(
 
     failures = 0
     outputs = {"json": json_out, "jsonl": jsonl_out, "video": video_out, "csv": csv_out, "plot": plot, "events": events}
-    videos, absent = _expand_inputs(videos, outputs)
+    from stclip_cli.corpus.inputs import expand_inputs
+
+    videos, absent = expand_inputs(videos, outputs)
     for name, error in absent:  # a manifest's missing entries: the rest of it still runs, as on Ray
         failures += 1
         console.print(f"[red]error:[/red] {escape(name)}: {escape(error)}", highlight=False, soft_wrap=True)
-    inputs = check_inputs(videos, single_action, live, timeout, _warn, _note)
+    inputs = check_inputs(videos, single_action, live, timeout, warn, note)
     for missing in [v for v in inputs if isinstance(v, Path) and not v.exists()]:
         failures += 1
         console.print(f"[red]error:[/red] video not found: {escape(str(missing))}", highlight=False, soft_wrap=True)
@@ -321,12 +242,14 @@ def detect(
         try:
             sinks = plan_sinks({k: t for k, t in plan.items() if k != "events"}, top_k) + ([_window(video, top_k)] if show else [])
             if "events" in plan:
-                sinks.append(_events_sink(plan["events"], config, isinstance(video, StreamInput)))
+                from stclip_cli.sinks.events import events_sink
+
+                sinks.append(events_sink(plan["events"], config, isinstance(video, StreamInput)))
             meter = _pace_meter(video)  # last: it times each result after the outputs got it
-            collector, fed = _timeline_collector(quiet, sinks)
+            collector, fed = timeline_collector(quiet, sinks)
             extra = [sink for sink in (meter, None if fed else collector) if sink is not None]
             every_sink += sinks
-            summaries.append((_run_one(pipeline.predictor, video, sinks + extra, pipeline.info, quiet), plan))
+            summaries.append((run_one(pipeline.predictor, video, sinks + extra, pipeline.info, quiet), plan))
             timelines.append(collector)
             if meter is not None:
                 paces.append(f"{video.name}: {meter.summary(stride)}")
@@ -338,90 +261,12 @@ def detect(
             failures += 1
             console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
     if not quiet and summaries:
-        _print_summary(summaries, list(config.actions), timelines)
-        _print_events([sink for sink in every_sink if hasattr(sink, "events")])
+        print_summary(summaries, list(config.actions), timelines)
+        print_events([sink for sink in every_sink if hasattr(sink, "events")])
         for line in paces:
             console.print(line, highlight=False, soft_wrap=True, markup=False)
     if failures:
         raise typer.Exit(1)
-
-
-def _events_sink(target, config, stream: bool):
-    """--events: the sink of one video; a stream's standard output gets JSON Lines as events are decided."""
-    from stclip_cli.sinks.events import EventRule, EventsSink
-
-    rule = EventRule(config.event_threshold, config.event_gap, config.event_min, neutral=config.neutral)
-    return EventsSink(target, rule, live_lines=stream and target.mode == "stdout")
-
-
-def _print_events(sinks: list) -> None:
-    """The summary's longest events (track, action, from, to, peak), when --events was asked."""
-    from stclip_cli.sinks.events import longest
-
-    found = longest(event for sink in sinks for event in sink.events)
-    if not sinks:
-        return
-    if not found:
-        console.print("events: none (no tracked person held an action long enough; see --event-threshold, --event-min)",
-                      highlight=False, soft_wrap=True, markup=False)
-        return
-    table = Table(title="longest events")
-    for col in ("video", "track", "action", "from (s)", "to (s)", "peak"):
-        table.add_column(col)
-    for e in found:
-        table.add_row(escape(Path(e.video).name), f"#{e.track_id}", escape(e.action), f"{e.start:.2f}", f"{e.end:.2f}",
-                      f"{e.peak_score:.2f}")
-    console.print(table)
-
-
-def _expand_inputs(specs: list[str], outputs: dict) -> tuple[list[str], list[tuple[str, str]]]:
-    """Folders of videos, globs and ``@manifests`` become their videos, found as the Ray engine finds them (never
-    inside an output folder); a folder holding images is a frame folder, a stream or a file stays as it is. Returns
-    the inputs and the manifest entries that name no video."""
-    from stclip_cli.sinks.destinations import is_folder_spec
-    from stclip_cli.sources.inputs import is_stream
-
-    out: list[str] = []
-    absent: list[tuple[str, str]] = []
-    for spec in specs:
-        if is_stream(spec) or not _is_collection(spec):
-            out.append(spec)
-            continue
-        from stclip_cli.corpus.inputs import find_videos
-
-        written = [Path(v) for v in outputs.values() if v not in (None, "", "-") and is_folder_spec(v)]
-        refs, missing = find_videos([spec], exclude=written)
-        out += [ref.name for ref in refs]
-        absent += [(m.name, m.error) for m in missing]
-    return out, absent
-
-
-def _is_collection(spec: str) -> bool:
-    """A manifest, a glob that names no file itself, or a folder without images (a frame folder has them)."""
-    import os
-
-    from stclip_cli.corpus.inputs import GLOB_CHARS
-
-    if spec.startswith("@") or (GLOB_CHARS.search(spec) and not os.path.exists(spec)):
-        return True
-    if not os.path.isdir(spec):
-        return False
-    from stclip_cli.sources.video import IMAGE_SUFFIXES
-
-    return not any(entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
-                   for entry in os.scandir(spec))
-
-
-def _detect_reads(actions_file: Optional[Path], model: str, checkpoint: Optional[str], clip_weights: Optional[Path],
-                  detector: str, boxes: Optional[Path]) -> list:
-    """Every local file detect reads besides its videos: no output may be one of them."""
-    import os
-
-    from stclip_cli.sinks.destinations import read_sources
-
-    return read_sources([("--actions-file", actions_file), ("--model", model if model.endswith((".yaml", ".yml")) else None),
-                         ("--checkpoint", checkpoint or os.environ.get("STCLIP_CHECKPOINT")),
-                         ("--clip-weights", clip_weights), ("--detector", detector), ("--boxes", boxes)])
 
 
 def _window(video, top_k: int):
@@ -440,68 +285,6 @@ def _pace_meter(video):
     return PaceMeter() if isinstance(video, StreamInput) else None
 
 
-def _warn(text: str) -> None:
-    console.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
-
-
-def _note(text: str) -> None:
-    console.print(f"[yellow]note:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
-
-
-def _run_one(predictor, video: Path, sinks: list, info, quiet: bool):
-    """One video under a rich progress bar (frames, frames/s, ETA)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = [TextColumn(video.name), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]} frames/s"),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=quiet) as progress:
-        task = progress.add_task(video.name, total=None, fps="-")
-
-        def started(vinfo) -> None:
-            progress.update(task, total=vinfo.num_frames or None)
-
-        def advanced(n: int) -> None:
-            progress.advance(task, n)
-            speed = progress.tasks[0].speed
-            progress.update(task, fps=f"{speed:.1f}" if speed else "-")
-
-        summary = predictor.run(video, sinks, info, advanced, started)
-    for warning in summary.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
-    return summary
-
-
-def _timeline_collector(quiet: bool, sinks: list) -> tuple[Any, bool]:
-    """What keeps the video's timeline for the end-of-run summary when a terminal will show it (else None), and
-    whether a sink already feeds it: the --plot sink's own log when there is one (each keyframe logged once)."""
-    if quiet or not console.is_terminal:
-        return None, False
-    from stclip_cli.sinks.timeline import TimelineCollector, TimelineSink
-
-    plot = next((sink for sink in sinks if isinstance(sink, TimelineSink)), None)
-    return (plot.collector, True) if plot is not None else (TimelineCollector(), False)
-
-
-def _ray_engine(engine: Optional[str], ray_options: dict[str, Any]) -> bool:
-    """--engine, or ray when any Ray option is given; a Ray option with --engine local is refused."""
-    if engine not in (None, "local", "ray"):
-        raise StclipError(f"--engine must be local or ray, not '{engine}'")
-    given = [flag for flag, value in ray_options.items() if value is not None]
-    if engine == "local" and given:
-        raise StclipError(f"{given[0]} is an option of the Ray engine; drop it or --engine local")
-    return engine == "ray" or (engine is None and bool(given))
-
-
-def _cli_uri(text: str) -> str:
-    """A URI as typed: Typer hands arguments over as pathlib Paths, which fold ``s3://b/k`` into ``s3:/b/k``."""
-    at, text = ("@", text[1:]) if text.startswith("@") else ("", text)
-    folded = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]+):/(?!/)(.*)$", text)
-    if folded:
-        scheme, rest = folded.groups()
-        text = f"file:///{rest}" if scheme == "file" else f"{scheme}://{rest}"
-    return at + text
-
-
 def _detect_corpus(specs: list[str], config, *, parquet: Optional[Path], resources, outputs: dict, reads: list,
                    quiet: bool) -> None:
     """`detect` on the Ray engine: videos found and outputs planned, then the pipeline assembled (the same assembly
@@ -517,7 +300,9 @@ def _detect_corpus(specs: list[str], config, *, parquet: Optional[Path], resourc
         raise StclipError("the Ray engine writes a Parquet dataset of every scored row: give --parquet DIR/")
     if str(parquet) == "-":
         raise StclipError("--parquet cannot go to standard output (-): it writes a folder of Parquet files; give DIR/")
-    uris = [_cli_uri(s) for s in specs]
+    from stclip_cli.corpus.engine import cli_uri
+
+    uris = [cli_uri(s) for s in specs]
     manifests = read_sources(("@manifest", uri[1:]) for uri in uris if uri.startswith("@"))
     corpus = prepare(uris, outputs, parquet, reads + manifests)
     assembly = assemble(config)
@@ -527,7 +312,7 @@ def _detect_corpus(specs: list[str], config, *, parquet: Optional[Path], resourc
         YoloPersonDetector(config.detector, config.person_conf, "cpu", half=False)
     if assembly.note:
         console.print(f"[yellow]note:[/yellow] {assembly.note}; see README, 'Training a checkpoint'", highlight=False, soft_wrap=True)
-    report = execute(corpus, assembly, resources, lambda terminal, total, pool: _corpus_progress(
+    report = execute(corpus, assembly, resources, lambda terminal, total, pool: corpus_progress(
         Console(file=terminal, stderr=True), quiet, total, pool))
     if not quiet:
         on = f" on {report.pool[0]} actor{'s' * (report.pool[0] > 1)}" if report.pool else ""
@@ -542,45 +327,6 @@ def _detect_corpus(specs: list[str], config, *, parquet: Optional[Path], resourc
         console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
     if report.failures:
         raise typer.Exit(1)
-
-
-@contextlib.contextmanager
-def _corpus_progress(out: Console, quiet: bool, total: int, pool: tuple[int, float, float]):
-    """A rich bar over the videos (done, failed, frames/s over the run); yields the callback each result calls."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    actors, cpus, gpus = pool
-    label = f"{actors} actor{'s' * (actors > 1)} ({cpus:g} CPU{f', {gpus:g} GPU' if gpus else ''} each)"
-    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
-               TextColumn("{task.fields[fps]} frames/s"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=out, disable=quiet) as progress:
-        task = progress.add_task("videos", total=total, failed=0, fps="-")
-        start, frames, failed = time.perf_counter(), 0, 0
-
-        def on_result(result) -> None:
-            nonlocal frames, failed
-            frames += result.frames
-            failed += result.status == "failed"
-            progress.update(task, advance=1, failed=failed, fps=f"{frames / (time.perf_counter() - start):.1f}")
-
-        yield on_result
-
-
-def _print_summary(summaries, actions: list[str], timelines=()) -> None:
-    """End-of-run table: frames, person detections, tracks, top actions, outputs; then each video's timeline."""
-    table = Table(title="stclip detect")
-    for col in ("video", "frames", "scored", "person detections", "tracks", "top actions", "outputs"):
-        table.add_column(col)
-    for s, plan in summaries:
-        top = ", ".join(f"{name} {score:.2f}" for name, score in s.top_actions(actions)) or "nobody found"
-        outputs = ", ".join(target.name for target in plan.values())
-        table.add_row(s.video.name, str(s.frames), str(s.keyframes), str(s.persons), str(len(s.tracks)) if s.tracks else "-", top, outputs)
-    console.print(table)
-    if any(timelines):
-        from stclip_cli.sinks.timeline import timeline_text
-
-        for collector in filter(None, timelines):
-            console.print(timeline_text(collector.timeline(), width=max(20, min(100, console.width - 14))))
 
 
 @app.command()
@@ -636,7 +382,9 @@ def train(
     view = open_dataset(dataset, data_root, split, "train", **options)
     if data_root is not None:  # recorded so that `stclip eval` with no flags finds the same data
         options["data_root"] = str(data_root.resolve())
-    _check_run_folder(cfg.out, read_sources([
+    from stclip_cli.benchmark.train import check_run_folder
+
+    check_run_folder(cfg.out, read_sources([
         ("--data-root", data_root if data_root is not None else default_data_root(dataset.lower())),
         ("--clip-weights", clip_weights), ("--model", model if model and model.endswith((".yaml", ".yml")) else None)]))
     if not resume and (cfg.out / "last.safetensors").exists():
@@ -644,40 +392,9 @@ def train(
     trainer = Trainer(cfg, view, clip_weights=clip_weights)
     if resume:
         trainer.resume()
-    final = _run_with_progress(trainer, quiet or trainer.rank != 0)
+    final = run_with_progress(trainer, quiet or trainer.rank != 0)
     if trainer.rank == 0:
         console.print(f"final checkpoint: {final}")
-
-
-def _check_run_folder(out: Path, reads: list) -> None:
-    """A run folder is a folder (or will be), and neither it nor a file train writes into it is an input."""
-    from stclip_cli.sinks.destinations import refuse_inputs
-    from stclip_cli.benchmark.train import FINAL, LAST, METRICS
-
-    if out.exists() and not out.is_dir():
-        raise StclipError(f"--out {out} is a file; the run folder holds checkpoints and logs: give a folder")
-    for path in (out, *(out / name for name in (LAST, FINAL, METRICS))):
-        refuse_inputs(path, "--out", reads)
-
-
-def _run_with_progress(trainer, quiet: bool) -> Path:
-    """Trainer.run under a rich progress bar showing loss, lr, it/s and ETA."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    if quiet:
-        return trainer.run()
-    columns = [TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-               TextColumn("lr {task.fields[lr]:.2e}"), TextColumn("{task.fields[its]} it/s"), TimeRemainingColumn()]
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("train", total=trainer.cfg.iterations, completed=trainer.step, loss=math.nan, lr=0.0, its="-")
-
-        def on_step(step: int, row: dict) -> None:
-            fields = {"loss": row["loss"], "lr": row["lr"]}
-            if "it_s" in row:
-                fields["its"] = f"{row['it_s']:.2f}"
-            progress.update(task, completed=step, **fields)
-
-        return trainer.run(on_step)
 
 
 @app.command("import-reference")
@@ -796,7 +513,9 @@ def evaluate(
     protocol = eval_protocol(dataset, test_boxes, score, fp_margin, max_persons)
     recorded = meta.get("config", {}).get("options", {})
     options = pool_option(dataset, pool)  # never the training run's pool: the test protocol is chosen here
-    options.update(_boxes_file_option(dataset, boxes, gt_boxes, detector))
+    from stclip_cli.benchmark.persons import boxes_file_option, eval_persons
+
+    options.update(boxes_file_option(dataset, boxes, gt_boxes, detector))
     root = data_root or recorded.get("data_root")
     view = open_dataset(dataset, root, split, subset, **options)
     reads += read_sources([("--data-root", Path(root).expanduser() if root else default_data_root(dataset)),
@@ -804,7 +523,7 @@ def evaluate(
     target = json_out or (Path(card.checkpoint).with_name(f"eval-{subset}{'-gt' if gt_boxes else ''}{'-sa' if single_action else ''}.json")
                           if card.checkpoint else Path(f"eval-{dataset}-split{split}-{card.name}.json"))
     plan_file(target, "--json", reads=reads)  # before hours of evaluation, not after
-    persons = _eval_persons(view, gt_boxes, boxes, detector, person_conf, device, half)
+    persons = eval_persons(view, gt_boxes, boxes, detector, person_conf, device, half)
     # the one pipeline detect runs, with the benchmark's classes, persons and test protocol
     config = DetectConfig(tuple(view.classes), model=model, checkpoint=str(card.checkpoint) if card.checkpoint else None,
                           clip_weights=str(clip_weights) if clip_weights else None, batch_size=batch_size,
@@ -824,77 +543,13 @@ def evaluate(
                        "persons": persons.name, "single_action": single_action,
                        "precision": pipeline.info.precision,
                        "protocol": protocol.record(options.get("pool"), gt_boxes, result.coverage)}
-    _note(result.note())
-    _print_aps(result.aps, result.mean, f"{dataset} split {split} {subset} classes, frame mAP@0.5"
+    note(result.note())
+    print_aps(result.aps, result.mean, f"{dataset} split {split} {subset} classes, frame mAP@0.5"
                f"{' (GT boxes)' if gt_boxes else ''}{' (soft voting)' if single_action else ''}")
     from stclip_cli.sinks.outputs import atomic_text
 
     atomic_text(target, json.dumps(result.to_dict(), indent=2))
     console.print(f"wrote {target}")
-
-
-def _boxes_file_option(dataset: str, boxes: Optional[Path], gt_boxes: bool, detector: Optional[str]) -> dict:
-    """--boxes FILE is the dataset's own detections file: the reader option that loads it (a folder is not)."""
-    if boxes is None:
-        return {}
-    if gt_boxes or detector is not None:
-        raise StclipError("--gt-boxes, --boxes and --detector each choose the persons: pass one of them")
-    if not boxes.exists():
-        raise StclipError(f"boxes file or folder not found: {boxes} (--boxes)")
-    if boxes.is_dir():
-        return {}
-    option = {"jhmdb": "detections", "ava": "proposals"}.get(dataset)
-    if option is None:
-        raise StclipError(f"{dataset} has no detections file format of its own: pass --boxes DIR with one boxes "
-                          "file per video (<video>.json, as detect --boxes reads), or --detector")
-    return {option: boxes}
-
-
-def _eval_persons(view, gt_boxes: bool, boxes: Optional[Path], detector: Optional[str], conf: float, device: str, half: bool):
-    """The persons eval scores: GT boxes, a boxes folder, the dataset's detections, or a person detector."""
-    from stclip_cli.benchmark.persons import BoxesFolder, DatasetPersons, DetectorPersons, GroundTruthPersons
-
-    if gt_boxes:
-        if detector is not None:
-            raise StclipError("--gt-boxes, --boxes and --detector each choose the persons: pass one of them")
-        return GroundTruthPersons()
-    if boxes is not None:
-        return BoxesFolder(boxes, view.videos) if boxes.is_dir() else DatasetPersons()
-    if detector is None and view.videos and all(v.detections is not None for v in view.videos):
-        return DatasetPersons()
-    from stclip_cli.core.detection import YoloPersonDetector
-
-    name = detector or "yolo11n.pt"
-    return DetectorPersons(YoloPersonDetector(name, conf, device, half=half), name)
-
-
-def _eval_classes(dataset: Optional[str], split: Optional[int], subset: str, classes: Optional[str]) -> tuple[Optional[list[str]], str]:
-    """The classes --pred is scored on and how they were chosen: --classes, the split's, or None (every GT class)."""
-    from stclip_cli.data.splits import get_split
-    from stclip_cli.benchmark.metrics import normalise_name
-
-    if subset not in ("train", "test"):
-        raise StclipError(f"unknown subset {subset!r}: expected one of train, test")
-    if classes is not None:
-        if split is not None:
-            raise StclipError("--classes and --split both choose the classes: pass one of them")
-        names = [" ".join(c.split()) for c in classes.split(",") if c.strip()]
-        if not names:
-            raise StclipError('--classes names no class; pass e.g. --classes "clap,sit,wave"')
-        seen: set[str] = set()
-        for name in names:
-            if normalise_name(name) in seen:
-                raise StclipError(f"class '{name}' is named twice in --classes")
-            seen.add(normalise_name(name))
-        return names, "the --classes list"
-    if split is None:
-        if dataset is not None and dataset != "ava":  # AVA without a split: every class of the label map
-            raise StclipError("--dataset needs --split (or --classes) to choose the classes of --pred")
-        return None, "every class of the ground truth (choose with --dataset/--split or --classes)"
-    if dataset is None:
-        raise StclipError("--split needs --dataset: which benchmark's split?")
-    label_split = get_split(dataset, split)
-    return list(label_split.train_classes if subset == "train" else label_split.test_classes), f"{label_split.dataset} split {split} {subset} classes"
 
 
 def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Path], label_map: Optional[Path],
@@ -912,7 +567,9 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
         if path is not None and not path.is_file():
             raise StclipError(f"file not found: {path} ({flag})")
     dataset = dataset.lower() if dataset else None
-    names, chosen = _eval_classes(dataset, split, subset, classes)
+    from stclip_cli.benchmark.evaluate import eval_classes
+
+    names, chosen = eval_classes(dataset, split, subset, classes)
     if pred.suffix.lower() == ".csv":
         scores = ava_evaluate(pred, gt, excluded, label_map, names)
         if label_map is not None:
@@ -933,7 +590,7 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
         console.print(f"note: {len(scores.left_out)} video(s) of {pred.name} are not among the {scores.videos} test "
                       f"video(s) of {gt.name} and were not scored: {', '.join(scores.left_out[:5])}"
                       f"{', ...' if len(scores.left_out) > 5 else ''}", markup=False, highlight=False, soft_wrap=True)
-    _print_aps(aps, mean, f"{pred.name} vs {gt.name}, frame mAP@0.5")
+    print_aps(aps, mean, f"{pred.name} vs {gt.name}, frame mAP@0.5")
     if json_out is not None:
         from stclip_cli.sinks.outputs import atomic_text
 
@@ -942,17 +599,6 @@ def _eval_files(pred: Optional[Path], gt: Optional[Path], excluded: Optional[Pat
                                           "classes": chosen, "videos": scores.videos, "frames": scores.frames,
                                           "videos_without_predictions": scores.without_predictions,
                                           "left_out_videos": scores.left_out}, indent=2))
-
-
-def _print_aps(aps: dict, mean: float, title: str) -> None:
-    """Rich table of per-class AP and the mean."""
-    table = Table(title=title)
-    table.add_column("class")
-    table.add_column("AP", justify="right")
-    for name, ap in aps.items():
-        table.add_row(name, "no GT" if math.isnan(ap) else f"{100 * ap:.2f}")
-    table.add_row("[b]mean[/b]", "-" if math.isnan(mean) else f"[b]{100 * mean:.2f}[/b]")
-    Console().print(table)
 
 
 @app.command()

@@ -231,4 +231,16 @@ def build_pipeline(assembly: Assembly, device: str | None = None, threads: int |
     return Pipeline(Predictor(detector, scorer, options), info)
 
 
-__all__ = ["Assembly", "DetectConfig", "FALLBACK_NOTE", "Pipeline", "assemble", "build_pipeline", "resolve_card"]
+def detect_reads(actions_file: Path | None, model: str, checkpoint: str | None, clip_weights: Path | None,
+                  detector: str, boxes: Path | None) -> list:
+    """Every local file detect reads besides its videos: no output may be one of them."""
+    import os
+
+    from stclip_cli.sinks.destinations import read_sources
+
+    return read_sources([("--actions-file", actions_file), ("--model", model if model.endswith((".yaml", ".yml")) else None),
+                         ("--checkpoint", checkpoint or os.environ.get("STCLIP_CHECKPOINT")),
+                         ("--clip-weights", clip_weights), ("--detector", detector), ("--boxes", boxes)])
+
+
+__all__ = ["detect_reads", "Assembly", "DetectConfig", "FALLBACK_NOTE", "Pipeline", "assemble", "build_pipeline", "resolve_card"]

@@ -23,7 +23,8 @@ from conftest import detect, write_video
 from stclip_cli.corpus import engine as corpus
 from stclip_cli.corpus import inputs as corpus_inputs
 from stclip_cli.weights.cards import build_model, card_for_checkpoint, load_card, save_checkpoint
-from stclip_cli.cli import _cli_uri, app
+from stclip_cli.cli import app
+from stclip_cli.corpus.engine import cli_uri as _cli_uri
 from stclip_cli.corpus.engine import (FAILURES_NAME, Resources, VideoWorker, decode_job, encode_job, plan_corpus,
                                pool_size)
 from stclip_cli.pipeline import Assembly, DetectConfig

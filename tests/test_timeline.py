@@ -15,7 +15,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from conftest import DETECT_ACTIONS as ACTIONS, base_args, boxes_file, detect, one_line_error
-from stclip_cli import cli
+from stclip_cli import cli, report
 from stclip_cli.sinks import timeline
 from stclip_cli.errors import StclipError
 from stclip_cli.records import FrameResult, ModelInfo, VideoInfo
@@ -301,6 +301,7 @@ def test_terminal_summary_shows_the_timeline(tmp_path, make_video, checkpoint, m
     video = make_video(tmp_path, n_frames=12)
     terminal = Console(force_terminal=True, width=110, file=io.StringIO(), record=True)
     monkeypatch.setattr(cli, "console", terminal)
+    monkeypatch.setattr(report, "console", terminal)
     args = [a for a in base_args(checkpoint, boxes_file(tmp_path, 12)) if a != "--quiet"]
     result = detect(video, *args, "--track", "--json", tmp_path / "o.json")
     assert result.exit_code == 0, result.output
@@ -311,6 +312,7 @@ def test_terminal_summary_shows_the_timeline(tmp_path, make_video, checkpoint, m
 
     quiet = Console(force_terminal=True, width=110, file=io.StringIO(), record=True)
     monkeypatch.setattr(cli, "console", quiet)
+    monkeypatch.setattr(report, "console", quiet)
     assert detect(video, *base_args(checkpoint, boxes_file(tmp_path, 12)), "--json", tmp_path / "q.json").exit_code == 0
     assert "shade = score" not in quiet.export_text()
 
@@ -331,11 +333,13 @@ def test_plot_and_terminal_summary_log_each_keyframe_once(tmp_path, make_video, 
     from stclip_cli.sinks import timeline as timeline_module
 
     video = make_video(tmp_path, n_frames=12)
-    monkeypatch.setattr(cli, "console", Console(force_terminal=True, width=110, file=io.StringIO(), record=True))
+    recorded = Console(force_terminal=True, width=110, file=io.StringIO(), record=True)
+    monkeypatch.setattr(cli, "console", recorded)
+    monkeypatch.setattr(report, "console", recorded)
     logged = []
     original = timeline_module.KeyframeLog.add
     monkeypatch.setattr(timeline_module.KeyframeLog, "add", lambda self, *a: (logged.append(a[0]), original(self, *a))[1])
     args = [a for a in base_args(checkpoint, boxes_file(tmp_path, 12)) if a != "--quiet"]
     result = detect(video, *args, "--json", tmp_path / "o.json", "--plot", tmp_path / "t.png")
     assert result.exit_code == 0, result.output
-    assert len(logged) == len(set(logged)) == 12 and "shade = score" in cli.console.export_text()
+    assert len(logged) == len(set(logged)) == 12 and "shade = score" in recorded.export_text()

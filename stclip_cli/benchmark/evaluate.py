@@ -196,4 +196,33 @@ def evaluate_view(
     return EvalResult(aps, mean_ap(aps), len(view.videos), keyframes, {"persons": persons.name}, coverage)
 
 
-__all__ = ["EvalResult", "EvalRows", "Protocol", "dataset_source", "eval_protocol", "evaluate_view"]
+def eval_classes(dataset: str | None, split: int | None, subset: str, classes: str | None) -> tuple[list[str] | None, str]:
+    """The classes --pred is scored on and how they were chosen: --classes, the split's, or None (every GT class)."""
+    from stclip_cli.data.splits import get_split
+    from stclip_cli.benchmark.metrics import normalise_name
+
+    if subset not in ("train", "test"):
+        raise StclipError(f"unknown subset {subset!r}: expected one of train, test")
+    if classes is not None:
+        if split is not None:
+            raise StclipError("--classes and --split both choose the classes: pass one of them")
+        names = [" ".join(c.split()) for c in classes.split(",") if c.strip()]
+        if not names:
+            raise StclipError('--classes names no class; pass e.g. --classes "clap,sit,wave"')
+        seen: set[str] = set()
+        for name in names:
+            if normalise_name(name) in seen:
+                raise StclipError(f"class '{name}' is named twice in --classes")
+            seen.add(normalise_name(name))
+        return names, "the --classes list"
+    if split is None:
+        if dataset is not None and dataset != "ava":  # AVA without a split: every class of the label map
+            raise StclipError("--dataset needs --split (or --classes) to choose the classes of --pred")
+        return None, "every class of the ground truth (choose with --dataset/--split or --classes)"
+    if dataset is None:
+        raise StclipError("--split needs --dataset: which benchmark's split?")
+    label_split = get_split(dataset, split)
+    return list(label_split.train_classes if subset == "train" else label_split.test_classes), f"{label_split.dataset} split {split} {subset} classes"
+
+
+__all__ = ["eval_classes", "EvalResult", "EvalRows", "Protocol", "dataset_source", "eval_protocol", "evaluate_view"]

@@ -124,4 +124,39 @@ class DetectorPersons:
         return self._detector
 
 
-__all__ = ["BoxesFolder", "DatasetPersons", "DetectorPersons", "FixedBoxes", "GroundTruthPersons", "PersonSource"]
+def boxes_file_option(dataset: str, boxes: Path | None, gt_boxes: bool, detector: str | None) -> dict:
+    """--boxes FILE is the dataset's own detections file: the reader option that loads it (a folder is not)."""
+    if boxes is None:
+        return {}
+    if gt_boxes or detector is not None:
+        raise StclipError("--gt-boxes, --boxes and --detector each choose the persons: pass one of them")
+    if not boxes.exists():
+        raise StclipError(f"boxes file or folder not found: {boxes} (--boxes)")
+    if boxes.is_dir():
+        return {}
+    option = {"jhmdb": "detections", "ava": "proposals"}.get(dataset)
+    if option is None:
+        raise StclipError(f"{dataset} has no detections file format of its own: pass --boxes DIR with one boxes "
+                          "file per video (<video>.json, as detect --boxes reads), or --detector")
+    return {option: boxes}
+
+
+def eval_persons(view, gt_boxes: bool, boxes: Path | None, detector: str | None, conf: float, device: str, half: bool):
+    """The persons eval scores: GT boxes, a boxes folder, the dataset's detections, or a person detector."""
+    from stclip_cli.benchmark.persons import BoxesFolder, DatasetPersons, DetectorPersons, GroundTruthPersons
+
+    if gt_boxes:
+        if detector is not None:
+            raise StclipError("--gt-boxes, --boxes and --detector each choose the persons: pass one of them")
+        return GroundTruthPersons()
+    if boxes is not None:
+        return BoxesFolder(boxes, view.videos) if boxes.is_dir() else DatasetPersons()
+    if detector is None and view.videos and all(v.detections is not None for v in view.videos):
+        return DatasetPersons()
+    from stclip_cli.core.detection import YoloPersonDetector
+
+    name = detector or "yolo11n.pt"
+    return DetectorPersons(YoloPersonDetector(name, conf, device, half=half), name)
+
+
+__all__ = ["eval_persons", "boxes_file_option", "BoxesFolder", "DatasetPersons", "DetectorPersons", "FixedBoxes", "GroundTruthPersons", "PersonSource"]

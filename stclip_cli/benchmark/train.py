@@ -375,4 +375,15 @@ def latest_run(root: Path = Path("runs")) -> Path:
     return finals[-1]
 
 
-__all__ = ["PAPER_DEFAULTS", "TrainConfig", "Trainer", "default_run_dir", "latest_run", "learning_rate"]
+def check_run_folder(out: Path, reads: list) -> None:
+    """A run folder is a folder (or will be), and neither it nor a file train writes into it is an input."""
+    from stclip_cli.sinks.destinations import refuse_inputs
+    from stclip_cli.benchmark.train import FINAL, LAST, METRICS
+
+    if out.exists() and not out.is_dir():
+        raise StclipError(f"--out {out} is a file; the run folder holds checkpoints and logs: give a folder")
+    for path in (out, *(out / name for name in (LAST, FINAL, METRICS))):
+        refuse_inputs(path, "--out", reads)
+
+
+__all__ = ["check_run_folder", "PAPER_DEFAULTS", "TrainConfig", "Trainer", "default_run_dir", "latest_run", "learning_rate"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -501,7 +502,27 @@ def write_failures(folder: str | Path, failures: Sequence[tuple[str, str]]) -> P
     return atomic_text(path, json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
 
 
-__all__ = [
+def ray_engine_asked(engine: str | None, ray_options: dict[str, Any]) -> bool:
+    """--engine, or ray when any Ray option is given; a Ray option with --engine local is refused."""
+    if engine not in (None, "local", "ray"):
+        raise StclipError(f"--engine must be local or ray, not '{engine}'")
+    given = [flag for flag, value in ray_options.items() if value is not None]
+    if engine == "local" and given:
+        raise StclipError(f"{given[0]} is an option of the Ray engine; drop it or --engine local")
+    return engine == "ray" or (engine is None and bool(given))
+
+
+def cli_uri(text: str) -> str:
+    """A URI as typed: Typer hands arguments over as pathlib Paths, which fold ``s3://b/k`` into ``s3:/b/k``."""
+    at, text = ("@", text[1:]) if text.startswith("@") else ("", text)
+    folded = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]+):/(?!/)(.*)$", text)
+    if folded:
+        scheme, rest = folded.groups()
+        text = f"file:///{rest}" if scheme == "file" else f"{scheme}://{rest}"
+    return at + text
+
+
+__all__ = ["cli_uri", "ray_engine_asked", 
     "Corpus", "CorpusReport", "check_side_file", "FAILURES_NAME", "LOG_NAME", "RAY_MISSING", "Resources", "VideoJob",
     "VideoResult", "VideoWorker", "build_predictor", "cluster_resources", "decode_job", "driver_output", "encode_job",
     "execute", "output_folders", "plan_corpus", "pool_size", "prepare", "ray_remote_attempts", "ray_session",

@@ -81,6 +81,40 @@ def find_videos(specs: Sequence[str], exclude: Sequence[Path] = ()) -> tuple[lis
     return list(found.values()), missing
 
 
+def expand_inputs(specs: list[str], outputs: dict) -> tuple[list[str], list[tuple[str, str]]]:
+    """Folders of videos, globs and ``@manifests`` become their videos, found as the Ray engine finds them (never
+    inside an output folder); a folder holding images is a frame folder, a stream or a file stays as it is. Returns
+    the inputs and the manifest entries that name no video."""
+    from stclip_cli.sinks.destinations import is_folder_spec
+    from stclip_cli.sources.inputs import is_stream
+
+    out: list[str] = []
+    absent: list[tuple[str, str]] = []
+    for spec in specs:
+        if is_stream(spec) or not is_collection(spec):
+            out.append(spec)
+            continue
+        written = [Path(v) for v in outputs.values() if v not in (None, "", "-") and is_folder_spec(v)]
+        refs, missing = find_videos([spec], exclude=written)
+        out += [ref.name for ref in refs]
+        absent += [(m.name, m.error) for m in missing]
+    return out, absent
+
+
+def is_collection(spec: str) -> bool:
+    """A manifest, a glob that names no file itself, or a folder without images (a frame folder has them)."""
+    import os
+
+    if spec.startswith("@") or (GLOB_CHARS.search(spec) and not os.path.exists(spec)):
+        return True
+    if not os.path.isdir(spec):
+        return False
+    from stclip_cli.sources.video import IMAGE_SUFFIXES
+
+    return not any(entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+                   for entry in os.scandir(spec))
+
+
 @dataclass(frozen=True)
 class _Store:
     """A filesystem and how its paths relate to names: ``name = prefix + path`` (``prefix`` None for a local disk,
@@ -277,4 +311,4 @@ def local_copy(fs: pafs.FileSystem, path: str) -> Iterator[Path]:
         yield copy
 
 
-__all__ = ["Missing", "VideoRef", "find_videos", "local_copy", "local_file"]
+__all__ = ["expand_inputs", "is_collection", "Missing", "VideoRef", "find_videos", "local_copy", "local_file"]

@@ -21,7 +21,6 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -284,5 +283,13 @@ def longest(events: Iterable[Event], count: int = 5) -> list[Event]:
 CSV_COLUMNS = ("video", "track_id", "action", "start", "end", "start_frame", "end_frame", "peak_score", "peak_time",
                "peak_frame", "mean_score", "x1", "y1", "x2", "y2")
 
-__all__ = ["CSV_COLUMNS", "EVENT_SUFFIXES", "Event", "EventRule", "EventTracker", "EventsSink", "cue_text",
+def events_sink(target, config, stream: bool):
+    """--events: the sink of one video; a stream's standard output gets JSON Lines as events are decided."""
+    from stclip_cli.sinks.events import EventRule, EventsSink
+
+    rule = EventRule(config.event_threshold, config.event_gap, config.event_min, neutral=config.neutral)
+    return EventsSink(target, rule, live_lines=stream and target.mode == "stdout")
+
+
+__all__ = ["events_sink", "CSV_COLUMNS", "EVENT_SUFFIXES", "Event", "EventRule", "EventTracker", "EventsSink", "cue_text",
            "find_events", "format_events", "longest"]

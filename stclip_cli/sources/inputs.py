@@ -121,4 +121,3 @@ def check_inputs(texts: Sequence[str], single_action: bool = False, live: bool |
         raise StclipError(f"{endless[0].name} is live and never ends, so the other inputs would never start: run one "
                           "stclip per live stream")
     return inputs
-
