@@ -531,7 +531,7 @@ def evaluate(
                           multi_label=view.multi_label, **protocol.detect_settings())
     from stclip_cli.benchmark.persons import FixedBoxes
 
-    pipeline = build_pipeline(assemble(config), detector=FixedBoxes({}))  # each video's persons replace it
+    pipeline = build_pipeline(assemble(config, detector=False), detector=FixedBoxes({}))  # each video's persons replace it
     from rich.progress import Progress
 
     with Progress(console=console, disable=quiet) as progress:

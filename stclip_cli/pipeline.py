@@ -175,9 +175,11 @@ def _file_id(path: str | Path | None) -> list | None:
     return [os.path.abspath(path), info.st_size, info.st_mtime_ns]
 
 
-def assemble(config: DetectConfig) -> Assembly:
-    """Resolve the card, fetch (or fail on) the CLIP weights, check the action names fit the text encoder and read
-    the boxes file: everything that can fail on a user's files, before any model is built."""
+def assemble(config: DetectConfig, detector: bool = True) -> Assembly:
+    """Resolve the card, fetch (or fail on) the CLIP weights and, unless a boxes file gives the persons (or
+    ``detector`` is False: eval's persons come from the benchmark), the detector's weights, in one message naming
+    everything missing; check the action names fit the text encoder and read the boxes file: everything that can
+    fail on a user's files, before any model is built."""
     card, note = resolve_card(config)  # first: a missing checkpoint is said before torch loads
     import open_clip
 
@@ -187,7 +189,21 @@ def assemble(config: DetectConfig) -> Assembly:
     from stclip_cli.weights.sources import clip_source
 
     register_model_configs()
-    clip_source(card.backbone, card.pretrained, config.clip_weights)  # fetched once here, not by every actor at once
+    missing = []
+    try:
+        clip_source(card.backbone, card.pretrained, config.clip_weights)  # fetched once here, not by every actor
+    except StclipError as err:
+        missing.append(str(err))
+    if detector and config.boxes is None:
+        from stclip_cli.core.detection import fetch_detector
+
+        try:
+            fetch_detector(config.detector)
+        except StclipError as err:
+            missing.append(str(err))
+    if missing:  # everything a first run lacks, said at once: not one file per attempt
+        raise StclipError(missing[0] if len(missing) == 1 else
+                          f"{len(missing)} files are missing: " + "; and ".join(missing))
     tokenizer = open_clip.get_tokenizer(card.backbone)
     check_fits(tokenizer, list(config.actions), tokenizer.context_length)
     boxes = BoxesFile(config.boxes, config.boxes_format) if config.boxes is not None else None

@@ -120,3 +120,22 @@ def test_eval_reads_the_csv_detect_writes(tmp_path, make_video, checkpoint):
     assert mapped.exit_code == 0 and json.loads((tmp_path / "m.json").read_text())["ap"] == {action: 1.0}
     unmapped = CliRunner().invoke(app, ["eval", "--pred", str(tmp_path / "pred.csv"), "--gt", str(ids)])
     assert unmapped.exit_code == 1 and "names its actions by AVA id: pass --label-map" in unmapped.output
+
+
+def test_the_first_offline_run_names_every_missing_file_at_once(tmp_path, make_video):
+    """The README's main command on a fresh machine without network: one line naming the CLIP file and the detector
+    file, each with where to get it and the flag that takes a local copy (was: the CLIP file, then after the user
+    fetched it, the detector without an address)."""
+    video = make_video(tmp_path, n_frames=4)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "YOLO_CONFIG_DIR": str(home / "yolo"),
+           "HF_HOME": str(home / "hf"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "stclip_cli", "detect", str(video), "--actions", "clap,wave"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stdout + proc.stderr
+    line = lines[0]
+    assert line.startswith("error: 2 files are missing: no cached copy of CLIP weights ViT-B-16"), line
+    assert "--clip-weights FILE" in line and "yolo11n.pt" in line and "--detector FILE" in line and "--boxes FILE" in line
+    assert "https://github.com/ultralytics/assets/releases/latest/download/yolo11n.pt" in line

@@ -161,12 +161,26 @@ def _yolo(model: str) -> Any:
         raise StclipError(f"cannot load person detector '{model}': {first_line(err)}") from err
 
 
+def fetch_detector(model: str) -> None:
+    """Make sure the detector's weights are here (a local file, ultralytics' cache, or fetched now), before any work:
+    a ``.yaml`` architecture needs none."""
+    if Path(model).suffix.lower() == ".pt" and not Path(model).exists():
+        os.environ.setdefault("YOLO_VERBOSE", "False")  # as _load_yolo: no first-run banner of ultralytics
+        import ultralytics  # noqa: F401  (its import configures the logger we quieten)
+
+        with quiet_logger("ultralytics"):
+            _download(model)
+
+
 def _download(model: str) -> Path:
     """An ultralytics release name (``yolo11n.pt``) fetched by ultralytics' own downloader into its usual place."""
     missing = (
-        f"person detector weights '{model}' not found and could not be downloaded; "
-        "pass --detector PATH to a local ultralytics .pt file"
-    )
+        f"person detector weights '{model}' not found and could not be downloaded; download "
+        f"https://github.com/ultralytics/assets/releases/latest/download/{Path(model).name} and pass --detector FILE, "
+        "or give precomputed person boxes with --boxes FILE"
+    ) if Path(model).parent == Path(".") else (
+        f"person detector weights '{model}' not found; pass --detector PATH to a local ultralytics .pt file, or give "
+        "precomputed person boxes with --boxes FILE")
     if Path(model).parent != Path("."):
         raise StclipError(missing)
     from ultralytics.utils import downloads
