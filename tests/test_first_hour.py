@@ -139,3 +139,24 @@ def test_the_first_offline_run_names_every_missing_file_at_once(tmp_path, make_v
     assert line.startswith("error: 2 files are missing: no cached copy of CLIP weights ViT-B-16"), line
     assert "--clip-weights FILE" in line and "yolo11n.pt" in line and "--detector FILE" in line and "--boxes FILE" in line
     assert "https://github.com/ultralytics/assets/releases/latest/download/yolo11n.pt" in line
+
+
+def test_plot_reads_the_json_lines_a_stream_writes(tmp_path, make_video, checkpoint):
+    from typer.testing import CliRunner
+
+    from stclip_cli.cli import app
+
+    video = make_video(tmp_path, n_frames=4)
+    with open(video, "rb") as stdin:
+        piped = subprocess.run([sys.executable, "-m", "stclip_cli", "detect", "-", *map(str, _args(checkpoint, _boxes(tmp_path))),
+                                "--jsonl", str(tmp_path / "live.jsonl")], stdin=stdin, capture_output=True, text=True,
+                               timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    drawn = CliRunner().invoke(app, ["plot", str(tmp_path / "live.jsonl"), "--out", str(tmp_path / "live.png"), "--quiet"])
+    assert drawn.exit_code == 0, drawn.output
+    assert (tmp_path / "live.png").read_bytes().startswith(b"\x89PNG")
+    (tmp_path / "bad.jsonl").write_text('{"video": "a", "persons": []}\nnot json\n')
+    from conftest import one_line_error
+
+    line = one_line_error(CliRunner().invoke(app, ["plot", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "b.png")]))
+    assert "line 2 is not JSON" in line

@@ -11,6 +11,7 @@ confident one per keyframe (ByteTrack gives no id at a person's first sighting);
 from __future__ import annotations
 
 import colorsys
+import json
 import math
 import textwrap
 from array import array
@@ -22,6 +23,7 @@ from typing import IO, Any
 import numpy as np
 
 from stclip_cli.sinks.destinations import Destination, FileSink, Target, classify
+from stclip_cli.errors import StclipError, first_line
 from stclip_cli.records import SCORES, FrameResult, ModelInfo, Sink, VideoInfo
 from stclip_cli.sinks.result_format import load_json, parse_result
 
@@ -180,8 +182,39 @@ def timeline_from_result(data: Any, source: str = "result") -> Timeline:
 
 
 def read_result(path: Path) -> Timeline:
-    """The timeline of a detect JSON file on disk."""
+    """The timeline of a detect JSON file on disk, or of the JSON Lines a stream's run writes (``--jsonl``)."""
+    if path.suffix.lower() == ".jsonl":
+        return timeline_from_result(_from_lines(path), str(path))
     return timeline_from_result(load_json(path, "result file"), str(path))
+
+
+def _from_lines(path: Path) -> dict:
+    """A JSON Lines result (one scored frame a line) as the detect JSON it holds: its frames, its video, and the
+    actions its persons' scores name, in their order."""
+    if not path.is_file():
+        raise StclipError(f"result file not found: {path}")
+    frames, videos, actions = [], [], {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise StclipError(f"{path}: not a readable JSON Lines result ({first_line(err)})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError) as err:
+            raise StclipError(f"{path}: line {number} is not JSON ({first_line(err)})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("persons"), list):
+            raise StclipError(f"{path}: line {number} is not a detect JSON Lines record (an object with \"persons\")")
+        videos.append(record.get("video"))
+        for person in record["persons"]:
+            if isinstance(person, dict) and isinstance(person.get("scores"), dict):
+                actions.update(dict.fromkeys(map(str, person["scores"])))
+        frames.append({k: record[k] for k in ("index", "time", "persons") if k in record})
+    if len(set(map(str, videos))) > 1:
+        raise StclipError(f"{path} holds the frames of several videos; plot one video's lines at a time")
+    return {"video": videos[0] if videos else str(path), "actions": list(actions), "frames": frames}
 
 
 def action_colours(count: int) -> list[str]:
