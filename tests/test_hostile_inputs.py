@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -99,3 +100,31 @@ def test_numbers_a_boxes_file_cannot_hold_are_one_error(tmp_path, data, message)
     path.write_text(data if isinstance(data, str) else json.dumps(data))
     with pytest.raises(StclipError, match=re.escape(message)):
         BoxesFile(path).detect([__import__("numpy").zeros((8, 8, 3), "uint8")], [0])
+
+
+def _result_with(**person_change) -> dict:
+    person = {"box": [1.0, 2.0, 30.0, 40.0], "track_id": 1, "scores": {"clap": 0.7, "sit": 0.3}, **person_change}
+    return {"video": "v.mp4", "fps": 10.0, "actions": ["clap", "sit"], "frames": [{"index": 0, "time": 0.0, "persons": [person]}]}
+
+
+@pytest.mark.parametrize("text, message", [
+    (json.dumps(_result_with(scores={"clap": float("nan"), "sit": 0.3})), 'scores["clap"] must be a finite number'),
+    (json.dumps(_result_with(scores={"clap": float("inf"), "sit": 0.3})), 'scores["clap"] must be a finite number'),
+    (json.dumps(_result_with(track_id=10**30)), "track_id must be an integer (int64) or null"),
+    (json.dumps({**_result_with(), "frames": [{"index": 0, "time": 1e308, "persons": []}]}), ""),
+    ("[" * 100000 + "]" * 100000, "not a readable JSON result file"),
+])
+def test_plot_of_a_hostile_result_is_one_line_or_a_picture(tmp_path, text, message):
+    from typer.testing import CliRunner
+
+    from conftest import one_line_error
+    from stclip_cli.cli import app
+
+    result = tmp_path / "r.json"
+    result.write_text(text)
+    ran = CliRunner().invoke(app, ["plot", str(result), "--out", str(tmp_path / "r.png"), "--quiet"])
+    if message:
+        assert message in one_line_error(ran)
+    else:  # a time far beyond any video still draws (the axis spans it) or is one line; never a traceback
+        assert ran.exit_code in (0, 1) and "Traceback" not in ran.output, ran.output
+    assert result.read_text() == text
