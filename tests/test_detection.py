@@ -39,8 +39,8 @@ def test_yolo_from_yaml_runs_batched_and_keeps_persons_only(make_frame):
 def test_missing_weights_one_line_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     expected = (
-        "person detector weights '{}' not found and could not be downloaded; "
-        "pass --detector PATH to a local ultralytics .pt file"
+        "person detector weights '{}' not found; pass --detector PATH to a local ultralytics .pt file, or give "
+        "precomputed person boxes with --boxes FILE"
     )
     with pytest.raises(StclipError) as err:
         YoloPersonDetector(str(tmp_path / "missing" / "det.pt"))
@@ -57,9 +57,10 @@ def test_unknown_weights_name_download_failure_is_caught(tmp_path, monkeypatch):
     monkeypatch.setattr(downloads, "attempt_download_asset", offline)
     with pytest.raises(StclipError) as err:
         YoloPersonDetector("yolo11n.pt")
-    assert str(err.value) == (
-        "person detector weights 'yolo11n.pt' not found and could not be downloaded; "
-        "pass --detector PATH to a local ultralytics .pt file"
+    assert str(err.value) == (  # where to get it, the flag that takes a local copy, and the way without one
+        "person detector weights 'yolo11n.pt' not found and could not be downloaded; download "
+        "https://github.com/ultralytics/assets/releases/latest/download/yolo11n.pt and pass --detector FILE, "
+        "or give precomputed person boxes with --boxes FILE"
     )
 
 

@@ -128,3 +128,21 @@ def test_plot_of_a_hostile_result_is_one_line_or_a_picture(tmp_path, text, messa
     else:  # a time far beyond any video still draws (the axis spans it) or is one line; never a traceback
         assert ran.exit_code in (0, 1) and "Traceback" not in ran.output, ran.output
     assert result.read_text() == text
+
+
+def test_an_xyxy_list_read_as_coco_by_default_is_warned_once(tmp_path, make_video, checkpoint):
+    from typer.testing import CliRunner
+
+    from stclip_cli.cli import app
+
+    video = make_video(tmp_path, n_frames=3)  # 96 x 64
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": f, "bbox": [40, 10, 90, 60], "score": 0.9} for f in range(3)]))
+    args = [str(video), "--actions", "clap,wave", "--model", "tiny-test", "--checkpoint", str(checkpoint), "--boxes",
+            str(boxes), "--json", str(tmp_path / "out.json")]
+    guessed = CliRunner().invoke(app, ["detect", *args])
+    assert guessed.exit_code == 0, guessed.output
+    warned = [line for line in guessed.output.splitlines() if "--boxes-format xyxy" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning:") and "96x64" in warned[0]
+    told = CliRunner().invoke(app, ["detect", *args, "--boxes-format", "xyxy"])
+    assert told.exit_code == 0 and "--boxes-format xyxy" not in told.output

@@ -30,9 +30,10 @@ class PersonDetector(ABC):
     def detect(self, images: list[np.ndarray], indices: Sequence[int] | None = None) -> list[sv.Detections]:
         """One ``sv.Detections`` per image."""
 
-    def check_frames(self, num_frames: int) -> str | None:
-        """A warning when the detector cannot cover a video of ``num_frames`` frames (a boxes file for frames the
-        video lacks); a detector that looks at the pixels covers any video: None."""
+    def check_frames(self, num_frames: int, size: tuple[int, int] | None = None) -> str | None:
+        """A warning when the detector cannot cover a video of ``num_frames`` frames of ``size`` (width, height): a
+        boxes file for frames the video lacks, or boxes that do not fit it; a detector that looks at the pixels
+        covers any video: None."""
         return None
 
 
@@ -216,6 +217,7 @@ class BoxesFile(PersonDetector):
 
     def __init__(self, path: str | Path, format: str | None = None) -> None:
         self.path = Path(path)
+        self._guessed = False
         if format is not None and format not in BOXES_FORMATS:
             raise StclipError(f"unknown boxes format '{format}': use {', '.join(BOXES_FORMATS)}")
         data = load_json(self.path, "boxes file")
@@ -227,6 +229,7 @@ class BoxesFile(PersonDetector):
                     "or a COCO-results list"
                 )
             format = "stclip" if is_detect_json else "coco"
+            self._guessed = format == "coco"  # the default for a list: an xyxy file read so runs past its frames
         elif format == "stclip" and not is_detect_json:
             raise StclipError(f"{self.path}: not {BOXES_FORMATS['stclip']}")
         elif format != "stclip" and not isinstance(data, list):
@@ -310,16 +313,32 @@ class BoxesFile(PersonDetector):
             raise StclipError(f"{self.path}: {where} must be a number, got {value!r}")
         return score
 
-    def check_frames(self, num_frames: int) -> str | None:
-        """A one-line warning when boxes name frames the video does not have (``num_frames`` <= 0: unknown, no check)."""
-        if num_frames <= 0:
-            return None
-        beyond = [(index, where) for index, where in self._placed if index >= num_frames]
-        if not beyond:
-            return None
-        index, where = beyond[0]
-        what = "1 box names a frame" if len(beyond) == 1 else f"{len(beyond)} boxes name frames"
-        return f"{self.path}: {what} beyond the video's {num_frames} frames (first: {where}, frame {index})"
+    def check_frames(self, num_frames: int, size: tuple[int, int] | None = None) -> str | None:
+        """One warning line when boxes name frames the video does not have (``num_frames`` <= 0: unknown, no check),
+        or when a list read as COCO [x, y, width, height] by default has every box run past the frame while read as
+        [x1, y1, x2, y2] they would fit: the file looks like xyxy."""
+        said = []
+        beyond = [(index, where) for index, where in self._placed if index >= num_frames] if num_frames > 0 else []
+        if beyond:
+            index, where = beyond[0]
+            what = "1 box names a frame" if len(beyond) == 1 else f"{len(beyond)} boxes name frames"
+            said.append(f"{self.path}: {what} beyond the video's {num_frames} frames (first: {where}, frame {index})")
+        if self._guessed and size is not None and self._looks_xyxy(*size):
+            said.append(f"{self.path}: every box runs past the {size[0]}x{size[1]} frame when read as COCO [x, y, "
+                        "width, height], and fits it as [x1, y1, x2, y2]: if that is the file's layout, pass "
+                        "--boxes-format xyxy")
+        return "; ".join(said) or None
+
+    def _looks_xyxy(self, width: int, height: int) -> bool:
+        """Every box (read as xywh: x2 = x + w) runs past the frame, and every box fits it read as xyxy."""
+        boxes = [det.xyxy for det in self._frames.values() if len(det)]
+        if not boxes:
+            return False
+        xyxy = np.concatenate(boxes).astype(np.float64)
+        x, y, w, h = xyxy[:, 0], xyxy[:, 1], xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
+        past = (xyxy[:, 2] > width + 1) | (xyxy[:, 3] > height + 1)
+        fits = (w <= width + 1) & (h <= height + 1) & (w >= x) & (h >= y)
+        return bool(past.all() and fits.all())
 
     @property
     def frame_indices(self) -> list[int]:

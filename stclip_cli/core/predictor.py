@@ -92,7 +92,8 @@ class Predictor:
             with source:
                 if on_start is not None:
                     on_start(source.info)
-                if warning := self.detector.check_frames(source.info.num_frames):  # a boxes file: frames it lacks
+                info = source.info  # a boxes file: frames the video lacks, or boxes in another layout
+                if warning := self.detector.check_frames(info.num_frames, (info.width, info.height)):
                     summary.warnings.append(warning)
                 for sink in sinks:
                     sink.open(source.info, self.scorer.actions, model)
