@@ -241,10 +241,14 @@ def detect(
     for video, plan in zip(inputs, plans):
         try:
             sinks = plan_sinks({k: t for k, t in plan.items() if k != "events"}, top_k) + ([_window(video, top_k)] if show else [])
-            if "events" in plan:
+            if "events" in plan:  # first: closed before the timeline, which draws its spans
                 from stclip_cli.sinks.events import events_sink
+                from stclip_cli.sinks.timeline import TimelineSink
 
-                sinks.append(events_sink(plan["events"], config, isinstance(video, StreamInput)))
+                sinks.insert(0, events_sink(plan["events"], config, isinstance(video, StreamInput)))
+                for sink in sinks:
+                    if isinstance(sink, TimelineSink):
+                        sink.events_from = sinks[0]
             meter = _pace_meter(video)  # last: it times each result after the outputs got it
             collector, fed = timeline_collector(quiet, sinks)
             extra = [sink for sink in (meter, None if fed else collector) if sink is not None]

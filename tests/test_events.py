@@ -142,3 +142,26 @@ def test_events_of_a_file_and_of_the_same_clip_on_stdin_are_the_same(tmp_path, m
     expected = [{k: v for k, v in e.items() if k != "video"} for e in data["events"]]
     key = lambda e: (e["start"], e["track_id"], e["action"])  # noqa: E731
     assert sorted(ended, key=key) == sorted(expected, key=key)
+
+
+def test_the_plot_draws_the_events_spans(tmp_path, make_video, checkpoint, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stclip_cli.cli import app
+    from stclip_cli.sinks import timeline
+
+    drawn = []
+    real = timeline.render_png
+    monkeypatch.setattr(timeline, "render_png", lambda t, path: (drawn.append(t), real(t, path))[1])
+    video = make_video(tmp_path, n_frames=30, fps=10)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": f, "bbox": [10, 8, 40, 50], "score": 0.9} for f in range(30)]))
+    result = CliRunner().invoke(app, ["detect", str(video), "--actions", "clap,wave", "--model", "tiny-test",
+                                      "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet", "--event-threshold",
+                                      "0.2", "--event-min", "0.3", "--events", str(tmp_path / "e.json"),
+                                      "--plot", str(tmp_path / "t.png")])
+    assert result.exit_code == 0, result.output
+    events = json.loads((tmp_path / "e.json").read_text())["events"]
+    assert events and len(drawn) == 1
+    assert sorted(drawn[0].events) == sorted((e["track_id"], ["clap", "wave"].index(e["action"]), pytest.approx(e["start"], abs=1e-3),
+                                              pytest.approx(e["end"], abs=1e-3)) for e in events)

@@ -16,7 +16,7 @@ import math
 import textwrap
 from array import array
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -78,6 +78,7 @@ class Timeline:
     duration: float
     lanes: list[Lane]
     tracked: bool
+    events: tuple[tuple[int, int, float, float], ...] = ()  # (track id, action index, start s, end s): --events' spans
 
 
 class KeyframeLog:
@@ -313,6 +314,11 @@ def render_png(timeline: Timeline, path: str | Path | IO[bytes]) -> None:
             starts, widths, actions, scores = _blocks(lane, timeline.duration)
             faces = [(*colours[a], _alpha(s)) for a, s in zip(actions, scores)]
             ax.broken_barh(list(zip(starts, widths)), (y - 0.4, 0.8), facecolors=faces, linewidth=0)
+            spans = [(start, max(end - start, 1e-3), action) for track, action, start, end in timeline.events
+                     if lane.track_id is not None and track == lane.track_id]
+            for start, width, action in spans:  # an event: its action's colour as an outline around its span
+                ax.broken_barh([(start, width)], (y - 0.46, 0.92), facecolors="none", edgecolors=[colours[action]],
+                               linewidth=1.6, zorder=3)
         ax.set_ylim(len(lanes) - 0.5, -0.5)
         ax.set_yticks(range(len(lanes)), [_plain(lane.label) for lane in lanes], fontsize=9 if len(lanes) <= 30 else 7)
         ax.set_ylabel("tracks" if timeline.tracked else "persons, left to right (no track ids)")
@@ -322,6 +328,8 @@ def render_png(timeline: Timeline, path: str | Path | IO[bytes]) -> None:
         fig.legend(handles=handles, loc="outside right upper", title="top action", fontsize=9, title_fontsize=9,
                    ncols=math.ceil(len(handles) / rows), frameon=False, alignment="left")
         key = [Patch(facecolor=(0.35, 0.35, 0.35, _alpha(s)), label=f"{s:.2f}") for s in (0.25, 0.5, 0.75, 1.0)]
+        if timeline.events:
+            key.append(Patch(facecolor="none", edgecolor=(0.2, 0.2, 0.2), linewidth=1.6, label="event (--events)"))
         fig.legend(handles=key, loc="outside right lower", title="score (opacity)", fontsize=8, title_fontsize=9,
                    ncols=1, frameon=False, alignment="left")
     fig.savefig(path, format="png", dpi=DPI)
@@ -432,6 +440,7 @@ class TimelineSink(FileSink):
     def __init__(self, target: Target | str | Path) -> None:
         super().__init__(target)
         self.collector = TimelineCollector()
+        self.events_from: Any = None  # with --events, the events sink (closed first): its spans are drawn too
 
     def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
         """Start logging one video."""
@@ -442,8 +451,14 @@ class TimelineSink(FileSink):
         self.collector.write(result)
 
     def close(self) -> None:
-        """Render the PNG and put it in place."""
-        write_png(self.collector.timeline(), self.destination)
+        """Render the PNG (with the events' spans, when there are) and put it in place."""
+        timeline = self.collector.timeline()
+        if self.events_from is not None:
+            index = {name: k for k, name in enumerate(timeline.actions)}
+            spans = tuple((e.track_id, index[e.action], e.start, e.end) for e in self.events_from.events
+                          if e.action in index)
+            timeline = replace(timeline, events=spans)
+        write_png(timeline, self.destination)
 
     def abort(self) -> None:
         """Drop the temporary file, if any; nothing appears under the final name."""
