@@ -185,7 +185,8 @@ def detect(
 
         return _detect_corpus([str(v) for v in videos], config, parquet=parquet, reads=reads, quiet=quiet,
                               resources=Resources(actors, cpus_per_actor, gpus_per_actor, ray_address),
-                              outputs={"json": json_out, "video": video_out, "csv": csv_out, "plot": plot})
+                              outputs={"json": json_out, "video": video_out, "csv": csv_out, "plot": plot,
+                                       "events": events})
     from stclip_cli.sources.inputs import StreamInput, check_inputs
 
     failures = 0

@@ -418,3 +418,20 @@ def test_the_run_log_is_never_written_through_a_link_or_into_a_fifo(tmp_path):
     link.write_text("the last run's log")
     os.close(corpus.open_log(link))
     assert link.read_text() == ""
+
+
+def test_events_on_ray_go_to_their_files_and_a_table_beside_the_rows(ray_local, data, tmp_path):
+    video = write_video(tmp_path / "a.mp4", n_frames=12)
+    job = plan_corpus([VideoRef(str(video))], {"json": f"{tmp_path}/json/", "events": f"{tmp_path}/events/"},
+                      tmp_path / "rows")[0]
+    assert job.plan["event_rows"].path == tmp_path / "rows" / "_events" / "a.parquet"
+    settings = settings_for(data)
+    config = dataclasses.replace(settings.config, track=True, event_threshold=0.0, event_min=0.0)
+    worker = VideoWorker(dataclasses.replace(settings, config=config), corpus.ray_remote_attempts(), threads=1)
+    result = worker.run(json.loads(encode_job(job, {"run": 1})))
+    assert result.status == "done", result.error
+    events = json.loads((tmp_path / "events" / "a.events.json").read_text())["events"]
+    table = pq.read_table(tmp_path / "rows" / "_events" / "a.parquet")
+    assert len(events) > 0 and table.num_rows == len(events)
+    assert table.column("action").to_pylist() == [e["action"] for e in events]
+    assert table.column("track_id").to_pylist() == [e["track_id"] for e in events]

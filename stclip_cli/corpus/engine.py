@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pyarrow comes with Ray: imported once require_ray has passe
 RAY_MISSING = 'the Ray engine needs Ray: pip install "stclip[ray]"'
 FAILURES_NAME = "_failures.json"  # "_" side files are skipped by Parquet dataset readers (pyarrow, pandas, Spark)
 LOG_NAME = "_ray.log"
+EVENTS_FOLDER = "_events"  # the events tables: "_" keeps them out of the rows dataset for pyarrow, pandas, Spark
 OBJECT_STORE_BYTES = 256 << 20  # the object store holds video names and per-video results only, never frames
 MAX_ATTEMPTS = 2
 STDERR_FD = 2
@@ -112,8 +113,10 @@ def plan_corpus(refs: Sequence[VideoRef], requested: dict[str, str | Path | None
         return []
     if any(ref.remote for ref in refs) and not any(v not in (None, "") for v in requested.values()):
         raise StclipError("videos in an object store have no folder beside them for their JSON: give --json DIR/")
-    plans = plan_outputs([ref.path for ref in refs], requested, always={"parquet": f"{str(parquet).rstrip('/')}/"},
-                         reads=reads)
+    always = {"parquet": f"{str(parquet).rstrip('/')}/"}
+    if requested.get("events") not in (None, ""):  # an events table beside the rows, as "_" side data
+        always["event_rows"] = f"{str(parquet).rstrip('/')}/{EVENTS_FOLDER}/"
+    plans = plan_outputs([ref.path for ref in refs], requested, always=always, reads=reads)
     reserved = {os.path.realpath(Path(str(parquet).rstrip("/")) / name) for name in (FAILURES_NAME, LOG_NAME)}
     for plan in plans:
         for kind, target in plan.items():
@@ -309,7 +312,9 @@ class VideoWorker:
 
         from stclip_cli.corpus.inputs import local_file
         from stclip_cli.sinks.outputs import plan_sinks
-        from stclip_cli.sinks.rows import RowsSink
+        from stclip_cli.sinks.events import events_sink
+        from stclip_cli.sinks.rows import EventRowsSink, RowsSink
+        from stclip_cli.sinks.timeline import TimelineSink
 
         job = decode_job(item)
         name = job.ref.name
@@ -324,9 +329,15 @@ class VideoWorker:
             with local_file(job.ref) as path:
                 copy = path if job.ref.remote else None
                 shown = name if job.ref.remote else None
-                outputs = {k: t for k, t in job.plan.items() if k != "parquet"}
+                outputs = {k: t for k, t in job.plan.items() if k not in ("parquet", "events", "event_rows")}
                 rows = RowsSink(job.plan["parquet"], shown, item["stamp"])
                 sinks = [*plan_sinks(outputs, self.assembly.config.top_k, shown), rows]
+                if "events" in job.plan:  # first: the timeline and the events table read its events when they close
+                    events = events_sink(job.plan["events"], self.assembly.config, False, shown)
+                    sinks = [events, *sinks, EventRowsSink(job.plan["event_rows"], events, item["stamp"])]
+                    for sink in sinks:
+                        if isinstance(sink, TimelineSink):
+                            sink.events_from = events
                 summary = self.pipeline.predictor.run(path, sinks, self.pipeline.info)
         except StclipError as err:
             return VideoResult(name, "failed", _named(str(err), copy, name))

@@ -66,6 +66,7 @@ KINDS: dict[str, OutputKind] = {
     "parquet": OutputKind("--parquet", ".parquet", (".parquet",), False, "a Parquet file"),
     "events": OutputKind("--events", ".events.json", (".json", ".jsonl", ".csv", ".vtt", ".srt"), True,
                          "an events file"),
+    "event_rows": OutputKind("--parquet", ".parquet", (".parquet",), False, "a Parquet file"),  # Ray: _events/
 }
 
 

@@ -283,12 +283,11 @@ def longest(events: Iterable[Event], count: int = 5) -> list[Event]:
 CSV_COLUMNS = ("video", "track_id", "action", "start", "end", "start_frame", "end_frame", "peak_score", "peak_time",
                "peak_frame", "mean_score", "x1", "y1", "x2", "y2")
 
-def events_sink(target, config, stream: bool):
-    """--events: the sink of one video; a stream's standard output gets JSON Lines as events are decided."""
-    from stclip_cli.sinks.events import EventRule, EventsSink
-
+def events_sink(target: Target, config: Any, stream: bool, video: str | None = None) -> EventsSink:
+    """--events: the sink of one video (``config``: the run's ``DetectConfig``, whose event settings it takes); a
+    stream's standard output gets JSON Lines as events are decided."""
     rule = EventRule(config.event_threshold, config.event_gap, config.event_min, neutral=config.neutral)
-    return EventsSink(target, rule, live_lines=stream and target.mode == "stdout")
+    return EventsSink(target, rule, live_lines=stream and target.mode == "stdout", video=video)
 
 
 __all__ = ["events_sink", "CSV_COLUMNS", "EVENT_SUFFIXES", "Event", "EventRule", "EventTracker", "EventsSink", "cue_text",

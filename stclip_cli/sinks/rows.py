@@ -105,6 +105,48 @@ class RowsSink(FileSink):
         self.destination.discard()
 
 
+EVENT_SCHEMA = pa.schema([
+    ("video", pa.string()), ("track_id", pa.int64()), ("action", pa.string()), ("start", pa.float64()),
+    ("end", pa.float64()), ("start_frame", pa.int64()), ("end_frame", pa.int64()), ("peak_score", pa.float32()),
+    ("peak_time", pa.float64()), ("peak_frame", pa.int64()), ("mean_score", pa.float32()), ("x1", pa.float32()),
+    ("y1", pa.float32()), ("x2", pa.float32()), ("y2", pa.float32()),
+])
+
+
+class EventRowsSink(FileSink):
+    """The Ray engine's events table of one video (``<parquet>/_events/<video>.parquet``): the events of the events
+    sink it is given, written when the video ends (that sink closes first)."""
+
+    def __init__(self, target: Target | str | Path, events: Any, stamp: Mapping[str, Any] | None = None) -> None:
+        super().__init__(target)
+        self.events_from = events
+        self.stamp = dict(stamp or {})
+
+    def open(self, info: VideoInfo, actions: list[str], model: ModelInfo | Mapping[str, Any]) -> None:
+        """Nothing to start: the table is written at the end."""
+
+    def write(self, result: FrameResult) -> None:
+        """Events come from the events sink, not from frames."""
+
+    def close(self) -> None:
+        """Write the table and put it in place."""
+        events = [e.to_dict() for e in self.events_from.events]
+        columns = {name: [e.get(name) for e in events] for name in EVENT_SCHEMA.names if name not in ("x1", "y1", "x2", "y2")}
+        for k, name in enumerate(("x1", "y1", "x2", "y2")):
+            columns[name] = [e["box"][k] for e in events]
+        table = pa.table(columns, schema=EVENT_SCHEMA).replace_schema_metadata(
+            {STAMP_KEY: json.dumps(self.stamp, sort_keys=True).encode()})
+        with self.destination.guard():
+            where: Any = (str(self.destination.temp_path()) if self.destination.target.seekable
+                          else self.destination.open(text=False))
+            pq.write_table(table, where, compression="zstd")
+        self.destination.commit()
+
+    def abort(self) -> None:
+        """Nothing appears under the final name."""
+        self.destination.discard()
+
+
 def frame_rows(result: FrameResult, actions: list[str], video: str, model: str) -> pa.RecordBatch:
     """The rows of one frame: person-major, actions in the run's order."""
     det = result.detections
