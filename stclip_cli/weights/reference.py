@@ -8,16 +8,15 @@ that needs any other object is refused instead of run.
 
 from __future__ import annotations
 
-import pickle
 import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from stclip_cli.errors import StclipError, first_line
+from stclip_cli.weights.safe_loading import load_tensor_file
+from stclip_cli.errors import StclipError
 
 # (reference pattern, stclip name); the first match wins, \1 is the layer index
 _RENAMES: list[tuple[str, str]] = [
@@ -56,21 +55,7 @@ def read_reference(path: str | Path) -> dict[str, torch.Tensor]:
         raise StclipError(f"reference checkpoint not found: {path}")
     if not path.is_file():
         raise StclipError(f"reference checkpoint {path} is {'a folder' if path.is_dir() else 'not a regular file'}; give the .pth file")
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: the refusal below says it all
-            warnings.simplefilter("ignore")
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        text = str(err)
-        wanted = re.search(r"GLOBAL ([\w.]+)", text)
-        if wanted:
-            raise StclipError(f"{path}: refusing to unpickle: it needs {wanted.group(1)}; only weights are imported") from None
-        reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
-        raise StclipError(f"{path}: not a torch checkpoint ({_shown(reason.group(1) if reason else first_line(err))})") from None
-    except OSError as err:
-        raise StclipError(f"cannot read reference checkpoint {path}: {err.strerror or first_line(err)}") from None
-    except Exception as err:  # garbage bytes: pickle and torch raise KeyError, IndexError, struct.error, EOFError...
-        raise StclipError(f"{path}: not a torch checkpoint ({type(err).__name__}: {_shown(first_line(err))})") from None
+    data = load_tensor_file(path, "reference checkpoint")
     if isinstance(data, Mapping):
         for key in ("model", "state_dict", "reference_state_dict"):
             if isinstance(data.get(key), Mapping):

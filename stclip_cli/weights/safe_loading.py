@@ -327,6 +327,40 @@ def _defined_classes(module_name: str, base: type) -> dict[str, type]:
     }
 
 
+def load_tensor_file(path: Path, what: str) -> Any:
+    """A weights-only torch file (tensors, numbers, strings, plain containers) through torch's restricted unpickler,
+    with the policy's messages: what it would need to run is named and refused, and garbage is one line."""
+    import pickle
+    import re
+    import warnings
+
+    import torch
+
+    from stclip_cli.errors import StclipError, first_line
+
+    try:
+        with warnings.catch_warnings(), restricted_torch_load():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        wanted = re.search(r"GLOBAL ([\w.]+)", text)
+        if wanted:
+            raise StclipError(f"{path}: refusing to unpickle: it needs {wanted.group(1)}; only weights are imported") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        raise StclipError(f"{path}: not a torch checkpoint ({_shown(reason.group(1) if reason else first_line(err))})") from None
+    except OSError as err:
+        raise StclipError(f"cannot read {what} {path}: {err.strerror or first_line(err)}") from None
+    except Exception as err:  # garbage bytes: pickle and torch raise KeyError, IndexError, struct.error, EOFError...
+        raise StclipError(f"{path}: not a torch checkpoint ({type(err).__name__}: {_shown(first_line(err))})") from None
+
+
+def _shown(text: str) -> str:
+    """Text from a file or a library, printable and short, for a one-line message."""
+    text = ascii(text)[1:-1]
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 # ---------------------------------------------------------------- CLIP weights (open_clip)
 
 
