@@ -120,6 +120,7 @@ def kept_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and p.stat().st_size]
 
 
+@pytest.mark.slow
 def test_upload_detect_watch_seek_and_download_in_a_browser(served, browser, tmp_path):
     app, url = served
     started = time.monotonic()

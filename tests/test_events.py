@@ -115,6 +115,7 @@ def test_a_bad_rule_is_one_error(change):
         EventRule(**change)
 
 
+@pytest.mark.slow
 def test_events_of_a_file_and_of_the_same_clip_on_stdin_are_the_same(tmp_path, make_video, checkpoint):
     import subprocess
     import sys

@@ -1,4 +1,5 @@
-"""What a new user meets in the first hour: readable summaries in logs and pipes."""
+"""What a new user meets in the first hour: every missing file said at once, folders and globs of videos, readable
+summaries in logs and pipes, CSV and JSON Lines read back, nothing left in the temp folder."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_the_summary_is_not_cut_at_80_columns_in_a_log(tmp_path, make_video, checkpoint):
     video = make_video(tmp_path, n_frames=6)
     boxes = tmp_path / "boxes.json"
@@ -25,9 +29,8 @@ def test_the_summary_is_not_cut_at_80_columns_in_a_log(tmp_path, make_video, che
     assert str(tmp_path / "out.json") in row
 
 
+@pytest.mark.slow
 def test_a_local_ray_session_leaves_nothing_in_the_temp_folder(tmp_path):
-    import pytest
-
     pytest.importorskip("ray")
     import shutil
     import tempfile
@@ -122,6 +125,7 @@ def test_eval_reads_the_csv_detect_writes(tmp_path, make_video, checkpoint):
     assert unmapped.exit_code == 1 and "names its actions by AVA id: pass --label-map" in unmapped.output
 
 
+@pytest.mark.slow
 def test_the_first_offline_run_names_every_missing_file_at_once(tmp_path, make_video):
     """The README's main command on a fresh machine without network: one line naming the CLIP file and the detector
     file, each with where to get it and the flag that takes a local copy (was: the CLIP file, then after the user
@@ -141,6 +145,7 @@ def test_the_first_offline_run_names_every_missing_file_at_once(tmp_path, make_v
     assert "https://github.com/ultralytics/assets/releases/latest/download/yolo11n.pt" in line
 
 
+@pytest.mark.slow
 def test_plot_reads_the_json_lines_a_stream_writes(tmp_path, make_video, checkpoint):
     from typer.testing import CliRunner
 

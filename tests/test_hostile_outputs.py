@@ -234,6 +234,7 @@ def test_ray_outputs_never_write_over_files_the_run_reads(tmp_path, make_video):
     assert boxes.read_text() == "[]" and manifest.read_text() == f"{video}\n"
 
 
+@pytest.mark.slow
 def test_a_killed_runs_temporary_files_go_when_the_output_is_written_next(tmp_path, make_video, checkpoint):
     import signal
     import subprocess
@@ -285,6 +286,7 @@ def test_only_temporaries_of_dead_writers_on_this_machine_are_stale(tmp_path):
     assert left == sorted(["out.json", *[n for k, n in names.items() if k != "dead"]])
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_stops_quietly_and_leaves_nothing(tmp_path, make_video, checkpoint):
     """``stclip detect ... --json - | head -c 10``: no error line, no traceback, no temporary file (as cat stops)."""
     import subprocess
@@ -304,6 +306,7 @@ def test_a_closed_pipe_stops_quietly_and_leaves_nothing(tmp_path, make_video, ch
     assert [p.name for p in tmp_path.iterdir() if ".part" in p.name or p.name == "out.mp4"] == []
 
 
+@pytest.mark.slow
 def test_standard_output_closed_at_start_is_one_line(tmp_path, make_video, checkpoint):
     import subprocess
     import sys

@@ -162,6 +162,7 @@ def test_unreadable_frame_ends_training_in_one_line(tmp_path, broken_root, worke
     assert tree_bytes(broken_root) == before and not (tmp_path / "run" / "final.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_worker_error_never_hangs(tmp_path, broken_root):
     """The real command, with two workers, three times: each ends within the timeout with one line."""
     for attempt in range(3):

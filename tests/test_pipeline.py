@@ -58,7 +58,8 @@ def test_ray_actors_and_detect_build_the_same_pipeline(tmp_path, checkpoint):
 
 
 def test_stamp_ignores_speed_and_follows_results(tmp_path, checkpoint):
-    config = DetectConfig(("clap",), model="tiny-test", checkpoint=str(checkpoint), device="cpu")
+    config = DetectConfig(("clap",), model="tiny-test", checkpoint=str(checkpoint), device="cpu",
+                          detector="yolo11n.yaml")  # an architecture: no weights to fetch offline
     assembly = assemble(config)
     assert isinstance(assembly, Assembly) and assembly.boxes is None and assembly.note is None
 
