@@ -146,3 +146,46 @@ def test_an_xyxy_list_read_as_coco_by_default_is_warned_once(tmp_path, make_vide
     assert len(warned) == 1 and warned[0].startswith("warning:") and "96x64" in warned[0]
     told = CliRunner().invoke(app, ["detect", *args, "--boxes-format", "xyxy"])
     assert told.exit_code == 0 and "--boxes-format xyxy" not in told.output
+
+
+def _mpegts(tmp_path, make_video):
+    """The test clip remuxed into MPEG-TS (no re-encoding), and the same bytes cut in the middle of a packet."""
+    import av
+
+    video = make_video(tmp_path, n_frames=30)
+    whole = tmp_path / "clip.ts"
+    with av.open(str(video)) as source, av.open(str(whole), "w", format="mpegts") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) // 2 + 77])
+    return whole, cut
+
+
+@pytest.mark.slow
+def test_a_truncated_mpeg_ts_file_or_pipe_is_an_error_not_fewer_frames(tmp_path, make_video, checkpoint):
+    import subprocess
+    import sys
+
+    whole, cut = _mpegts(tmp_path, make_video)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": f, "bbox": [10, 8, 30, 40], "score": 0.9} for f in range(30)]))
+    args = ["--actions", "clap,wave", "--model", "tiny-test", "--checkpoint", str(checkpoint), "--boxes", str(boxes),
+            "--quiet"]
+    run = [sys.executable, "-m", "stclip_cli", "detect"]
+    good = subprocess.run([*run, str(whole), *args, "--json", str(tmp_path / "w.json")], capture_output=True, text=True,
+                          timeout=300)
+    assert good.returncode == 0, good.stderr
+    assert json.loads((tmp_path / "w.json").read_text())["frames"][-1]["index"] == 29
+    bad = subprocess.run([*run, str(cut), *args, "--json", str(tmp_path / "c.json")], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 1 and "ends mid-packet: truncated" in bad.stderr, bad.stderr
+    with open(cut, "rb") as stdin:
+        piped = subprocess.run([*run, "-", *args, "--jsonl", str(tmp_path / "c.jsonl")], stdin=stdin,
+                               capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 1 and "ends mid-packet: truncated" in piped.stderr, piped.stderr
+    assert (tmp_path / "c.jsonl").read_text().count("\n") > 0  # the frames before it stay readable

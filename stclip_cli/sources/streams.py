@@ -49,6 +49,7 @@ class StreamSource(PyAVSource):
         self.spec = spec
         self.live = spec.known_live
         self._handlers: dict[int, Any] | None = None
+        self._input: _StandardInput | None = None  # standard input, when that is the stream
         super().__init__(spec.label, threads=True, name=spec.name)
         assert self._first is not None
         if fps and self._first.pts is None:
@@ -57,6 +58,7 @@ class StreamSource(PyAVSource):
     def _open_container(self) -> av.container.InputContainer:
         """Open with timeouts (network), the v4l2/avfoundation format (webcams) or standard input's file."""
         location, arguments = _container_arguments(self.spec)
+        self._input = location if isinstance(location, _StandardInput) else None
         started = time.monotonic()
         try:
             container = av.open(location, metadata_errors="ignore", **arguments)
@@ -88,6 +90,13 @@ class StreamSource(PyAVSource):
 
     def _count_packets(self) -> int:
         return 0  # a stream cannot be read twice: its length is unknown
+
+    def _bytes_read(self) -> int | None:
+        """Standard input's bytes, when it was read to its end (a stop request cuts it short on purpose)."""
+        piped = self._input
+        if piped is None or self.spec.stop.is_set():
+            return None
+        return os.fstat(piped.fd).st_size if piped.seekable() else piped.count
 
     def __iter__(self) -> Iterator[Frame]:
         frames = super().__iter__()
@@ -189,13 +198,16 @@ class _StandardInput:
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
         self.fd = 0
+        self.count = 0  # bytes read: a pipe's MPEG-TS must end with a whole packet (video.py)
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes, as soon as any are there; b"" at the end or once a stop is requested."""
         while not self.stop.is_set():
             ready, _, _ = select.select([self.fd], [], [], self.POLL_S)
             if ready:
-                return os.read(self.fd, size if size > 0 else 1 << 16)
+                data = os.read(self.fd, size if size > 0 else 1 << 16)
+                self.count += len(data)
+                return data
         return b""
 
     def seekable(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -136,6 +137,16 @@ class PyAVSource:
                 yield from stream.codec_context.decode(None)
                 raise _CorruptPacket("corrupt or truncated data")
             yield from packet.decode()
+        size = self._bytes_read()
+        if self._container.format.name == "mpegts" and size and all(size % unit for unit in TS_PACKET_SIZES):
+            raise _CorruptPacket("the MPEG-TS data ends mid-packet: truncated")  # FFmpeg drops the part silently
+
+    def _bytes_read(self) -> int | None:
+        """How many bytes the input held (a file's size), for the checks a container's own framing allows."""
+        try:
+            return os.path.getsize(self.path) if isinstance(self.path, (str, Path)) and os.path.isfile(self.path) else None
+        except OSError:
+            return None
 
     def _count_packets(self) -> int:
         with av.open(str(self.path), metadata_errors="ignore") as container:
@@ -248,6 +259,9 @@ class FrameFolderSource:
 
 def _natural_key(path: Path) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+TS_PACKET_SIZES = (188, 192, 204)  # MPEG-TS packets (M2TS adds a 4-byte timecode, DVB 16 bytes of FEC): whole ones
 
 
 class _CorruptPacket(Exception):
