@@ -189,3 +189,23 @@ def test_a_truncated_mpeg_ts_file_or_pipe_is_an_error_not_fewer_frames(tmp_path,
                                capture_output=True, text=True, timeout=300)
     assert piped.returncode == 1 and "ends mid-packet: truncated" in piped.stderr, piped.stderr
     assert (tmp_path / "c.jsonl").read_text().count("\n") > 0  # the frames before it stay readable
+
+
+def test_right_to_left_names_are_shaped_and_controls_shown_in_the_timeline(tmp_path):
+    import arabic_reshaper
+    from bidi import get_display
+
+    from stclip_cli.sinks.timeline import Timeline, _plain, render_png
+
+    assert _plain("שלום") == get_display("שלום") == "םולש"  # visual order: matplotlib draws left to right
+    arabic = "مرحبا"
+    assert _plain(arabic) == get_display(arabic_reshaper.reshape(arabic)) != arabic  # joined presentation forms
+    assert _plain("wave\u202eevaw") == "wave\\u202eevaw" and _plain("a\x1bb") == "a\\u001bb"
+    assert _plain("brush teeth") == "brush teeth"  # left-to-right text is left as it is
+    import numpy as np
+
+    from stclip_cli.sinks.timeline import Lane
+
+    lane = Lane("#1", 1, np.array([0.0, 0.5]), np.array([0.5, 1.0]), np.array([0, 1]), np.array([0.9, 0.8]))
+    render_png(Timeline("v.mp4", "m", None, ["שלום", arabic], 1.0, [lane], True), tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes().startswith(b"\x89PNG")

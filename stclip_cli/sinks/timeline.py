@@ -14,6 +14,7 @@ import colorsys
 import json
 import math
 import textwrap
+import unicodedata
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -257,11 +258,22 @@ def _legend_actions(actions: Sequence[str], lanes: Sequence[Lane]) -> list[int]:
 
 
 def _plain(text: str) -> str:
-    """``text`` as matplotlib should print it: characters the font lacks spelled out (no tofu boxes), dollar signs
-    escaped (not mathtext)."""
+    """``text`` as matplotlib should print it: control and direction-override characters shown as escapes (they
+    would change what the label shows), right-to-left scripts shaped and in visual order (matplotlib lays text out
+    left to right, unjoined), characters the font lacks spelled out (no tofu boxes), dollar signs escaped."""
     from stclip_cli.sinks.render import displayable
 
+    text = "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cc" or c in DIRECTION_CONTROLS else c
+                   for c in text)
+    if any(unicodedata.bidirectional(c) in ("R", "AL") for c in text):
+        import arabic_reshaper
+        from bidi import get_display
+
+        text = get_display(arabic_reshaper.reshape(text))
     return displayable(text).replace("$", r"\$")
+
+
+DIRECTION_CONTROLS = frozenset("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def _blocks(lane: Lane, duration: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
