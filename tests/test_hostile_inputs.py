@@ -209,3 +209,21 @@ def test_right_to_left_names_are_shaped_and_controls_shown_in_the_timeline(tmp_p
     lane = Lane("#1", 1, np.array([0.0, 0.5]), np.array([0.5, 1.0]), np.array([0, 1]), np.array([0.9, 0.8]))
     render_png(Timeline("v.mp4", "m", None, ["שלום", arabic], 1.0, [lane], True), tmp_path / "t.png")
     assert (tmp_path / "t.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_frame_folder_with_a_frame_that_cannot_be_read_is_one_line(tmp_path, make_frames_folder, checkpoint):
+    """Listed but not readable (as root, permissions cannot make a file unreadable: garbage bytes stand in)."""
+    from typer.testing import CliRunner
+
+    from conftest import one_line_error
+    from stclip_cli.cli import app
+
+    folder = make_frames_folder(tmp_path, n_frames=6)
+    (folder / "frame_4.png").write_bytes(b"not a png")
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": f, "bbox": [10, 8, 30, 40], "score": 0.9} for f in range(6)]))
+    line = one_line_error(CliRunner().invoke(app, ["detect", str(folder), "--actions", "clap,wave", "--model", "tiny-test",
+                                                   "--checkpoint", str(checkpoint), "--boxes", str(boxes), "--quiet",
+                                                   "--json", str(tmp_path / "out.json")]))
+    assert "frame_4.png" in line and "cannot read image" in line
+    assert not (tmp_path / "out.json").exists()
