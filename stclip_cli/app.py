@@ -94,9 +94,7 @@ class Runner:
     def pipeline(self, config: DetectConfig) -> "Pipeline":
         """The pipeline for ``config``: built when the card or checkpoint changed, else the last one with the text
         of these actions."""
-        from stclip_cli.pipeline import Pipeline, assemble, build_pipeline
-        from stclip_cli.core.predictor import Predictor
-        from stclip_cli.core.scoring import Scorer
+        from stclip_cli.pipeline import assemble, build_pipeline
 
         assembly = assemble(config)  # names that do not fit the text encoder, a missing checkpoint: one line
         key = (config.model, config.checkpoint)
@@ -104,14 +102,10 @@ class Runner:
             self._pipeline, self._key = None, None
             self._pipeline, self._key = build_pipeline(assembly), key
             self.builds += 1
-        built = self._pipeline
-        if built.predictor.scorer.actions != list(config.actions):
-            old = built.predictor.scorer
-            scorer = Scorer(old.model, config.actions, multi_label=assembly.card.multi_label, half=config.half,
-                            frame_fit=config.frame_fit)
-            built = self._pipeline = Pipeline(Predictor(built.predictor.detector, scorer, built.predictor.options),
-                                              built.info)
-        return built
+        elif self._pipeline.predictor.scorer.actions != list(config.actions):  # the same network, other text
+            self._pipeline = build_pipeline(assembly, detector=self._pipeline.predictor.detector,
+                                            model_from=self._pipeline)
+        return self._pipeline
 
     def run(self, source: "Path | StreamInput", name: str, config: DetectConfig, folder: Path,
             progress: Callable[[int, int | None], None] | None = None) -> JobResult:

@@ -219,10 +219,11 @@ class Pipeline:
 
 
 def build_pipeline(assembly: Assembly, device: str | None = None, threads: int | None = None,
-                   detector: "PersonDetector | None" = None) -> Pipeline:
+                   detector: "PersonDetector | None" = None, model_from: Pipeline | None = None) -> Pipeline:
     """Model, scorer, person detector and predictor from an assembly. ``device`` overrides the config's (a Ray actor
     sees the GPU it was given as ``cuda``); ``detector`` replaces the config's persons (eval's ground truth or
-    dataset detections)."""
+    dataset detections); ``model_from``: a pipeline of the same card and checkpoint whose network is reused (the app:
+    new action names need only their text encoded)."""
     import torch
 
     from stclip_cli.weights.cards import build_scoring_model, precision
@@ -235,7 +236,8 @@ def build_pipeline(assembly: Assembly, device: str | None = None, threads: int |
     config, card = assembly.config, assembly.card
     if threads:
         torch.set_num_threads(threads)
-    net = build_scoring_model(card, config.clip_weights, resolve_device(device or config.device), config.int8)
+    net = (model_from.predictor.scorer.model if model_from is not None else
+           build_scoring_model(card, config.clip_weights, resolve_device(device or config.device), config.int8))
     multi_label = card.multi_label if config.multi_label is None else config.multi_label
     scorer = Scorer(net, list(config.actions), multi_label=multi_label, half=config.half, frame_fit=config.frame_fit)
     if detector is None:
