@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import base_args, boxes_file, detect
+
 
 @pytest.mark.slow
 def test_the_summary_is_not_cut_at_80_columns_in_a_log(tmp_path, make_video, checkpoint):
@@ -47,38 +49,20 @@ def test_a_local_ray_session_leaves_nothing_in_the_temp_folder(tmp_path):
     assert left == []
 
 
-def _detect(*argv):
-    from typer.testing import CliRunner
-
-    from stclip_cli.cli import app
-
-    return CliRunner().invoke(app, ["detect", *map(str, argv)])
-
-
-def _args(checkpoint: Path, boxes: Path) -> list:
-    return ["--actions", "clap,wave", "--model", "tiny-test", "--checkpoint", checkpoint, "--boxes", boxes, "--quiet"]
-
-
-def _boxes(tmp_path: Path) -> Path:
-    path = tmp_path / "boxes.json"
-    path.write_text(json.dumps([{"image_id": f, "bbox": [10, 8, 30, 40], "score": 0.9} for f in range(4)]))
-    return path
-
-
 def test_a_folder_a_glob_and_a_manifest_of_videos_are_inputs(tmp_path, make_video, checkpoint):
     vids = tmp_path / "vids"
     (vids / "cam").mkdir(parents=True)
     make_video(vids, n_frames=4, name="a.mp4")
     make_video(vids / "cam", n_frames=4, name="b.mp4")
-    boxes = _boxes(tmp_path)
-    folder = _detect(vids, *_args(checkpoint, boxes), "--json", f"{tmp_path}/f/")
+    boxes = boxes_file(tmp_path, 4)
+    folder = detect(vids, *base_args(checkpoint, boxes), "--json", f"{tmp_path}/f/")
     assert folder.exit_code == 0, folder.output
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["a.json", "b.json"]
-    pattern = _detect(f"{vids}/*.mp4", *_args(checkpoint, boxes), "--json", f"{tmp_path}/g/")
+    pattern = detect(f"{vids}/*.mp4", *base_args(checkpoint, boxes), "--json", f"{tmp_path}/g/")
     assert pattern.exit_code == 0 and sorted(p.name for p in (tmp_path / "g").iterdir()) == ["a.json"]
     manifest = tmp_path / "list.txt"
     manifest.write_text("vids/cam/b.mp4\n# a comment\nvids/gone.mp4\n")
-    listed = _detect(f"@{manifest}", *_args(checkpoint, boxes), "--json", f"{tmp_path}/m/")
+    listed = detect(f"@{manifest}", *base_args(checkpoint, boxes), "--json", f"{tmp_path}/m/")
     assert listed.exit_code == 1 and "gone.mp4: video not found" in listed.output  # the rest still ran
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["b.json"]
 
@@ -87,11 +71,11 @@ def test_a_folder_of_images_stays_a_frame_folder_and_an_empty_one_fails_first(tm
     from conftest import one_line_error
 
     frames = make_frames_folder(tmp_path, n_frames=4)
-    result = _detect(frames, *_args(checkpoint, _boxes(tmp_path)), "--json", tmp_path / "out.json")
+    result = detect(frames, *base_args(checkpoint, boxes_file(tmp_path, 4)), "--json", tmp_path / "out.json")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out.json").read_text())["num_frames"] == 4
     (tmp_path / "empty").mkdir()
-    line = one_line_error(_detect(tmp_path / "empty", *_args(checkpoint, _boxes(tmp_path))))
+    line = one_line_error(detect(tmp_path / "empty", *base_args(checkpoint, boxes_file(tmp_path, 4))))
     assert line.startswith(f"error: no videos in {tmp_path / 'empty'}")
 
 
@@ -103,7 +87,7 @@ def test_eval_reads_the_csv_detect_writes(tmp_path, make_video, checkpoint):
     from stclip_cli.cli import app
 
     video = make_video(tmp_path, n_frames=4)
-    result = _detect(video, *_args(checkpoint, _boxes(tmp_path)), "--csv", tmp_path / "pred.csv")
+    result = detect(video, *base_args(checkpoint, boxes_file(tmp_path, 4)), "--csv", tmp_path / "pred.csv")
     assert result.exit_code == 0, result.output
     header, *rows = (tmp_path / "pred.csv").read_text().splitlines()
     assert header == "video_id,time,x1,y1,x2,y2,action,score"
@@ -153,7 +137,7 @@ def test_plot_reads_the_json_lines_a_stream_writes(tmp_path, make_video, checkpo
 
     video = make_video(tmp_path, n_frames=4)
     with open(video, "rb") as stdin:
-        piped = subprocess.run([sys.executable, "-m", "stclip_cli", "detect", "-", *map(str, _args(checkpoint, _boxes(tmp_path))),
+        piped = subprocess.run([sys.executable, "-m", "stclip_cli", "detect", "-", *map(str, base_args(checkpoint, boxes_file(tmp_path, 4))),
                                 "--jsonl", str(tmp_path / "live.jsonl")], stdin=stdin, capture_output=True, text=True,
                                timeout=300)
     assert piped.returncode == 0, piped.stderr
