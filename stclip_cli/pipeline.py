@@ -181,8 +181,9 @@ def assemble(config: DetectConfig, detector: bool = True) -> Assembly:
     everything missing; check the action names fit the text encoder and read the boxes file: everything that can
     fail on a user's files, before any model is built."""
     card, note = resolve_card(config)  # first: a missing checkpoint is said before torch loads
-    import open_clip
+    from stclip_cli.model.clip_import import import_open_clip
 
+    open_clip = import_open_clip(card.backbone)
     from stclip_cli.core.detection import BoxesFile
     from stclip_cli.model.base import check_fits
     from stclip_cli.model.clip_backbone import register_model_configs

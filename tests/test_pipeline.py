@@ -8,6 +8,7 @@ import json
 import math
 
 import click
+import numpy as np
 import pytest
 import typer
 
@@ -103,3 +104,50 @@ def test_eval_scores_what_detect_ships(tmp_path, checkpoint, monkeypatch):
     assert set(evaluated) == set(detected) and len(evaluated) == len(view.classes) * len(video.gt)
     for key, score in evaluated.items():
         assert score == pytest.approx(detected[key], abs=1e-4), key  # the JSON rounds to 4 decimals
+
+
+def test_a_long_stride_embeds_only_frames_its_windows_read(tmp_path, checkpoint, make_video, monkeypatch):
+    """At --stride 20 with T = 9, frames 9..11 and 29..31 are in no window: not preprocessed nor embedded (they were,
+    every frame, before), and the scores are those of a run that embeds every frame."""
+    from stclip_cli.core.scoring import Scorer
+    from stclip_cli.core.windows import EveryNth
+
+    video = make_video(tmp_path, n_frames=41)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": f, "bbox": [4, 4, 30, 40], "score": 0.9} for f in range(41)]))
+    config = DetectConfig(("clap", "wave"), model="tiny-test", checkpoint=str(checkpoint), boxes=str(boxes),
+                          device="cpu", stride=20)
+    pipeline = build_pipeline(assemble(config))
+    embedded: list[int] = []
+    ingest = Scorer.ingest
+    monkeypatch.setattr(Scorer, "ingest", lambda self, index, image: (embedded.append(index), ingest(self, index, image)))
+
+    def scores() -> list:
+        from stclip_cli.records import SCORES, Sink
+
+        results = []
+
+        class Keep(Sink):
+            def open(self, info, actions, model):
+                pass
+
+            def close(self):
+                pass
+
+            def abort(self):
+                pass
+
+            def write(self, result):
+                if result.keyframe:
+                    results.append(result.detections.data[SCORES].copy())
+
+        pipeline.predictor.run(video, [Keep()], pipeline.info)
+        return results
+
+    sparse = scores()
+    assert sorted(embedded) == [f for f in range(41) if f not in (9, 10, 11, 29, 30, 31)]
+    monkeypatch.setattr(EveryNth, "near", lambda self, index, reach: True)
+    embedded.clear()
+    full = scores()
+    assert sorted(embedded) == list(range(41))
+    assert len(sparse) == 3 and all(np.array_equal(a, b) for a, b in zip(sparse, full))

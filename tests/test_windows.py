@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stclip_cli.records import Frame
-from stclip_cli.core.windows import iter_windows, keyframe_indices, window_indices
+from stclip_cli.core.windows import AtFrames, EveryNth, iter_windows, keyframe_indices, window_indices, window_reach
 
 
 def frames(n: int) -> Iterator[Frame]:
@@ -67,3 +67,18 @@ def test_memory_is_bounded_on_a_long_stream(length, stride):
     assert count == len(keyframe_indices(5000, stride))
     assert peak <= length + stride + 1
     assert live == 0
+
+
+@pytest.mark.parametrize("num_frames", [1, 5, 9, 20, 61])
+@pytest.mark.parametrize(("length", "stride", "step"), [(9, 1, 1), (9, 12, 1), (9, 30, 1), (5, 7, 3), (9, 40, 4)])
+def test_every_frame_a_window_reads_is_near_a_keyframe(num_frames, length, stride, step):
+    """``near`` (which frames are embedded) covers every window's frames, border shifts and sparse windows included,
+    for a stride and for given keyframes, and leaves out frames far from all of them."""
+    reach = window_reach(length, step)
+    keys = keyframe_indices(num_frames, stride)
+    read = {f for k in keys for f in window_indices(k, num_frames, length, step)}
+    for schedule in (EveryNth(stride), AtFrames(keys)):
+        near = {f for f in range(num_frames) if schedule.near(f, reach)}
+        assert read <= near
+    given = {f for f in range(num_frames) if AtFrames(keys).near(f, reach)}
+    assert all(min(abs(f - k) for k in keys) <= reach for f in given)

@@ -23,7 +23,7 @@ from stclip_cli.records import SCORES, Frame, FrameResult, ModelInfo, Sink, Vide
 from stclip_cli.core.scoring import KeyframeRequest, Scorer
 from stclip_cli.sources.opener import open_source
 from stclip_cli.sources.video import VideoSource
-from stclip_cli.core.windows import AtFrames, EveryNth, KeyframeSchedule, Window, iter_windows
+from stclip_cli.core.windows import AtFrames, EveryNth, KeyframeSchedule, Window, iter_windows, window_reach
 
 
 FRAME_BUFFER_BYTES = 256 << 20  # full-resolution uint8 frames held for one batch of keyframes
@@ -163,7 +163,7 @@ class Predictor:
         width, height = source.info.width, source.info.height
         given, frame_step = plan
         schedule = given if given is not None else self.keyframes(source, warn)
-        frames = self._ingested(source, drawn, schedule)
+        frames = self._ingested(source, drawn, schedule, window_reach(self.scorer.model.window, frame_step))
         windows = iter_windows(frames, self.scorer.model.window, schedule, frame_step)
         # a live source scores each keyframe as soon as its window is complete: latency before throughput
         size = 1 if source.live else self.batch_size(source.info, drawn)
@@ -196,14 +196,15 @@ class Predictor:
             return EveryNth(self.options.stride)
         return live_schedule(self.options.stride, source.info.fps, warn)
 
-    def _ingested(self, frames: Iterable[Frame], drawn: bool, schedule: KeyframeSchedule) -> Iterator[Frame]:
+    def _ingested(self, frames: Iterable[Frame], drawn: bool, schedule: KeyframeSchedule, reach: int) -> Iterator[Frame]:
         """Frames as decoded, each handed to the scorer at once (preprocessed, patch-embedded) and stripped of its
         full-resolution pixels when nothing needs them any more: memory follows what scoring needs, not the input's
-        resolution."""
+        resolution. A frame further than ``reach`` from every keyframe is in no window and is not embedded."""
         context = self.scorer.model.uses_patches
         for frame in frames:
             key = schedule.is_key(frame)
-            if (key or context) and frame.image is not None:  # a source may skip frames no window reads
+            needed = key or (context and schedule.near(frame.index, reach))
+            if needed and frame.image is not None:  # a source may skip frames no window reads
                 self.scorer.ingest(frame.index, frame.image)
             yield frame if key or drawn else replace(frame, image=None)
 

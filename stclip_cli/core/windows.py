@@ -28,6 +28,12 @@ def window_indices(keyframe: int, num_frames: int, length: int, step: int = 1) -
     return list(range(start, start + length))
 
 
+def window_reach(length: int, step: int = 1) -> int:
+    """How far from its keyframe a window's frame can be: T - 1 (a window shifted at a border), or the half-window of
+    a sparse one (frames past either end repeat the first or last frame, which are no further)."""
+    return max(length - 1, (length // 2) * step)
+
+
 def keyframe_indices(num_frames: int, stride: int) -> list[int]:
     """Every ``stride``-th frame starting at 0: the frames that get scored."""
     if stride < 1:
@@ -45,6 +51,10 @@ class KeyframeSchedule(Protocol):
     def is_key(self, frame: Frame) -> bool: ...
 
     def step(self, key: int) -> int: ...
+
+    def near(self, index: int, reach: int) -> bool:
+        """Whether a keyframe may lie within ``reach`` frames of frame ``index`` (True when not known ahead)."""
+        ...
 
 
 class EveryNth:
@@ -65,6 +75,11 @@ class EveryNth:
         """Frames from keyframe ``key`` to the next one."""
         return self.stride
 
+    def near(self, index: int, reach: int) -> bool:
+        """Whether a multiple of the stride lies within ``reach`` frames of ``index``."""
+        offset = index % self.stride
+        return min(offset, self.stride - offset) <= reach
+
 
 class AtFrames:
     """A given set of keyframes (a benchmark's scored frames), in index order; ``first`` is None when it is empty."""
@@ -82,6 +97,11 @@ class AtFrames:
         """Frames from keyframe ``key`` to the next one (past the end of any video after the last)."""
         later = bisect.bisect_right(self.keys, key)
         return self.keys[later] - key if later < len(self.keys) else 1 << 40
+
+    def near(self, index: int, reach: int) -> bool:
+        """Whether one of the keyframes lies within ``reach`` frames of ``index``."""
+        at = bisect.bisect_left(self.keys, index - reach)
+        return at < len(self.keys) and self.keys[at] <= index + reach
 
 
 @dataclass(frozen=True)

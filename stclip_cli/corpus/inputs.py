@@ -19,13 +19,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import pyarrow.fs as pafs
+from typing import TYPE_CHECKING
 
 from stclip_cli.errors import StclipError, first_line
 from stclip_cli.sources.inputs import VIDEO_SUFFIXES
 
 GLOB_CHARS = re.compile(r"[*?\[]")
+if TYPE_CHECKING:  # pyarrow (0.1 s) loads where a filesystem is listed, not for a plain file argument
+    import pyarrow.fs as pafs
+
 URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://")
 
 
@@ -137,6 +139,7 @@ class _Stores:
         self._open: dict[str, _Store] = {}
 
     def __call__(self, name: str) -> _Store:
+        import pyarrow.fs as pafs
         match = URI.match(name)
         if not match:
             return _Store(pafs.LocalFileSystem(), None)
@@ -148,6 +151,7 @@ class _Stores:
 
 def open_store(uri: str) -> _Store:
     """Open the filesystem of a URI with ``pyarrow.fs.FileSystem.from_uri``; a one-line error when it cannot be."""
+    import pyarrow.fs as pafs
     head = uri[: m.start()] if (m := GLOB_CHARS.search(uri)) else uri
     try:
         fs, path = pafs.FileSystem.from_uri(head)
@@ -162,6 +166,7 @@ def open_store(uri: str) -> _Store:
 
 def _expand(spec: str, stores: _Stores, skip: Sequence[str]) -> list[VideoRef]:
     """A folder's videos, a glob's videos, or the one file named."""
+    import pyarrow.fs as pafs
     store = stores(spec)
     if GLOB_CHARS.search(spec):
         return _glob(spec, store, skip)
@@ -175,6 +180,7 @@ def _expand(spec: str, stores: _Stores, skip: Sequence[str]) -> list[VideoRef]:
 
 def _walk(spec: str, store: _Store, skip: Sequence[str]) -> list[VideoRef]:
     """The videos under a folder, sorted, named as the folder was spelled plus their path inside it."""
+    import pyarrow.fs as pafs
     root = store.path(spec).rstrip("/")
     infos = _listing(store, root, spec)
     refs = []
@@ -188,6 +194,7 @@ def _walk(spec: str, store: _Store, skip: Sequence[str]) -> list[VideoRef]:
 def _glob(spec: str, store: _Store, skip: Sequence[str]) -> list[VideoRef]:
     """Local patterns with Python's glob (``**`` crosses folders); in an object store, the listing under the
     pattern's fixed part filtered with ``fnmatch`` (there ``*`` also matches across ``/``)."""
+    import pyarrow.fs as pafs
     if store.prefix is None:
         names = sorted(glob.glob(spec, recursive=True))
         pairs = list(zip(names, store.fs.get_file_info([store.path(n) for n in names]))) if names else []
@@ -201,6 +208,7 @@ def _glob(spec: str, store: _Store, skip: Sequence[str]) -> list[VideoRef]:
 
 def _listing(store: _Store, root: str, spec: str) -> list[pafs.FileInfo]:
     """Every entry under ``root``, recursively, sorted by path."""
+    import pyarrow.fs as pafs
     try:
         return sorted(store.fs.get_file_info(pafs.FileSelector(root, recursive=True)), key=lambda i: i.path)
     except OSError as err:
@@ -210,6 +218,7 @@ def _listing(store: _Store, root: str, spec: str) -> list[pafs.FileInfo]:
 def _manifest(spec: str, stores: _Stores) -> tuple[list[VideoRef], list[Missing]]:
     """The videos a manifest lists (blank lines and ``#`` comments skipped); relative entries are relative to the
     manifest's own folder."""
+    import pyarrow.fs as pafs
     store = stores(spec)
     try:
         with store.fs.open_input_stream(store.path(spec)) as stream:
@@ -302,6 +311,7 @@ def local_file(ref: VideoRef) -> Iterator[Path]:
 @contextmanager
 def local_copy(fs: pafs.FileSystem, path: str) -> Iterator[Path]:
     """A temporary local copy of ``path`` in ``fs``, under the same file name, deleted on exit (also on errors)."""
+    import pyarrow.fs as pafs
     with tempfile.TemporaryDirectory(prefix="stclip-fetch-") as folder:
         copy = Path(folder) / Path(path).name
         try:

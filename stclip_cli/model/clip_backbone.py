@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import open_clip
+import open_clip.factory
 import torch
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
 from stclip_cli import MODELS
 from stclip_cli.errors import StclipError
+from stclip_cli.model.skip_init import skipped_random_init
 from stclip_cli.quiet import quiet_logger
 from stclip_cli.weights.safe_loading import restricted_torch_load
 from stclip_cli.weights.sources import clip_source
@@ -40,15 +43,16 @@ def create_clip(
     register_model_configs()
     source = clip_source(backbone, pretrained, clip_weights)
     try:
-        # random weights (no source) are drawn from a fixed seed: a checkpoint trained on them stays valid
-        with quiet_logger(), restricted_torch_load(), torch.random.fork_rng(devices=[]):
+        # random weights (no source) are drawn from a fixed seed: a checkpoint trained on them stays valid; weights
+        # from a file replace every initial value (loaded strictly), so none are drawn
+        with quiet_logger(), restricted_torch_load(), torch.random.fork_rng(devices=[]), \
+                skipped_random_init(source.file is not None):
             torch.manual_seed(0)
             model = open_clip.create_model(
-                backbone,
-                pretrained=source.file,
-                force_quick_gelu=source.quick_gelu,
-                force_preprocess_cfg=source.preprocess or None,
+                backbone, pretrained=None, force_quick_gelu=source.quick_gelu, force_preprocess_cfg=source.preprocess or None
             )
+            if source.file is not None:
+                load_clip_weights(model, source.file)
     except Exception as err:  # open_clip raises RuntimeError/OSError/KeyError for every loading failure
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if clip_weights is not None:
@@ -58,6 +62,21 @@ def create_clip(
     model.requires_grad_(False)
     model.eval()
     return model
+
+
+def load_clip_weights(model: open_clip.CLIP, file: str) -> None:
+    """open_clip's own loading of a weights file (its format conversions, every name checked), with the file's tensors
+    becoming the weights instead of being copied into them: 600 MB (ViT-B/16) are never held twice."""
+    built = {name: t.dtype for name, t in model.state_dict().items()}
+    # open_clip's load_checkpoint has no ``assign`` flag: the instance's load_state_dict gets it for this call
+    model.load_state_dict = functools.partial(type(model).load_state_dict, model, assign=True)  # type: ignore[method-assign]
+    try:
+        open_clip.factory.load_checkpoint(model, file, strict=True)
+    finally:
+        del model.load_state_dict
+    changed = {name for name, t in model.state_dict().items() if t.dtype != built[name]}
+    if changed:  # e.g. fp16 weights in the file: the model computes in the precision it was built in, as a copy would
+        model.float()
 
 
 def check_supported(model: nn.Module) -> None:

@@ -68,6 +68,10 @@ class AdaptiveStride:
         """The stride chosen when keyframe ``key`` arrived."""
         return self._steps.pop(key)
 
+    def near(self, index: int, reach: int) -> bool:
+        """Always: the stride to the next keyframe is only chosen when the previous one arrives."""
+        return True
+
     def _adapt(self, now: float, video_time: float) -> None:
         assert self._start is not None
         wall, start = self._start

@@ -155,10 +155,13 @@ def build_model(
 
     ``inference`` builds the form that only scores: LoRA merged into the weights (no peft), nothing trainable.
     """
-    import open_clip
+    from stclip_cli.model.clip_import import import_open_clip
+
+    open_clip = import_open_clip(card.backbone)
 
     from stclip_cli.model.baselines import CropBaseline, FrameBaseline
     from stclip_cli.model.clip_backbone import create_clip
+    from stclip_cli.model.skip_init import skipped_random_init
     from stclip_cli.model.stclip import STCLIP
 
     if checkpoint is not None:
@@ -167,10 +170,11 @@ def build_model(
     tokenizer = open_clip.get_tokenizer(card.backbone)
     temperature = temperature_of(card, clip)
     if card.kind == "stclip":
-        model: ActionModel = STCLIP(
-            clip, tokenizer, card.window, card.lora_rank, card.lora_alpha, card.interest_k, card.rho_init, temperature,
-            lora=not inference,
-        )
+        with skipped_random_init(checkpoint is not None):  # load_weights replaces every ST-CLIP weight, names checked
+            model: ActionModel = STCLIP(
+                clip, tokenizer, card.window, card.lora_rank, card.lora_alpha, card.interest_k, card.rho_init,
+                temperature, lora=not inference,
+            )
     elif card.kind == "frame-baseline":
         model = FrameBaseline(clip, tokenizer, temperature)
     else:
