@@ -1,21 +1,28 @@
-"""Seconds per keyframe of ST-CLIP ViT-B/16 on this machine: model-only and end to end, fp32 and each kept fast path,
-against the reference implementation's way of running the same model ("reference-style", model only), plus how
-far each fast path's scores move from fp32.
+"""Issue 18's table, in one run: start-up, model-only and end-to-end seconds per keyframe of ST-CLIP ViT-B/16 on
+this CPU, for fp32 and each kept fast path, against the reference implementation's way of running the same model
+("reference-style", model only), with peak memory and how far each fast path's scores move from fp32.
 
 - reference-style (model only): one keyframe per forward, the action names re-encoded on every forward, the whole
   frame encoded once per person, as the reference implementation runs (method.md section 10); fp32.
-- stclip model-only: one keyframe per forward through the same model as `stclip detect` (text cached, each frame
-  embedded once), fp32 and int8.
-- stclip end to end: the real command, `python -m stclip_cli detect VIDEO --boxes ... --json ...`, in a fresh
-  process: start-up, imports, model building, decoding, preprocessing, scoring and writing all counted, divided by
-  the keyframes it scored. Persons come from a boxes file so the detector's (random) weights do not matter.
+- model only: one keyframe per forward through the model `stclip detect` builds (text cached, each frame
+  embedded once).
+- end to end: the real command in a fresh process, as a user runs it, `python -m stclip_cli detect CLIP --model
+  stclip-vitb16 --checkpoint FILE --clip-weights FILE --boxes FILE --stride S --jsonl -` (the CLIP weights from a
+  local file, as `--clip-weights` or a cached `--pretrained` tag give them; persons from a boxes file so the
+  detector's weights do not matter): wall time over the keyframes it scored.
+- start-up: when that command's first scored keyframe came out (its first JSON Lines line), less the model's own
+  work for one keyframe (the model-only time): imports, building and loading the model, encoding the action
+  names, opening the video and the first forward's warm-up.
+- import floor: a fresh `python -c "import torch, torchvision, open_clip, supervision, av, cv2"` (open_clip as stclip
+  imports it, without transformers): the libraries the command runs on. "ours" = the command's peak RSS less
+  this floor's.
 - deviation: max |logit| and max |probability| differences from fp32, and argmax agreement, on random ViT-B/16
   weights (random inputs, every person of 8 keyframes) and, when ../shared is present, on the golden reference's
   weights and inputs.
 
 Weights are random (nothing can be downloaded here); speed does not depend on their values.
 
-    python benchmarks/speed.py [--persons 2,5] [--strides 1,8] [--paths fp32,int8] [--seconds 10]
+    python benchmarks/speed.py [--persons 2] [--strides 8] [--paths fp32,int8] [--seconds 10]
 
 Prints a table and writes benchmarks/results/speed-cpu.json.
 """
@@ -177,76 +184,103 @@ def trim(video: Path, out: Path, seconds_: float) -> Path:
     return out
 
 
-def end_to_end(video: Path, checkpoint: Path, boxes: Path, stride: int, int8: bool, out: Path) -> tuple[float, int]:
-    """Wall seconds of the real command in a fresh process, and the keyframes it scored."""
-    argv = [sys.executable, "-m", "stclip_cli", "detect", str(video), "--actions", ",".join(ACTIONS), "--model",
-            "stclip-vitb16", "--checkpoint", str(checkpoint), "--pretrained", "none", "--boxes", str(boxes),
-            "--stride", str(stride), "--json", str(out), "--quiet", *(["--int8"] if int8 else [])]
+IMPORTS = ("import sys; from stclip_cli.model.clip_import import import_open_clip; import torch, torchvision;"
+           "import_open_clip('ViT-B-16'); import supervision, av, cv2")
+
+
+def child(argv: list[str]) -> tuple[float, float | None, int, float]:
+    """Run a command: its wall seconds, when its first stdout line came (None without one), how many lines it wrote,
+    and its own peak RSS in MB (``os.wait4``)."""
     start = time.perf_counter()
-    subprocess.run(argv, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    first, lines = None, 0
+    for _ in proc.stdout:
+        first = first if first is not None else time.perf_counter() - start
+        lines += 1
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    return wall, len(json.loads(out.read_text())["frames"])
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{' '.join(argv[:4])} ... failed with exit status {os.waitstatus_to_exitcode(status)}")
+    return wall, first, lines, usage.ru_maxrss / 1024
+
+
+def end_to_end(video: Path, checkpoint: Path, clip_weights: Path, boxes: Path, stride: int, int8: bool) -> dict:
+    """The real command in a fresh process: wall seconds, first keyframe's time, keyframes scored, peak RSS."""
+    argv = [sys.executable, "-m", "stclip_cli", "detect", str(video), "--actions", ",".join(ACTIONS), "--model",
+            "stclip-vitb16", "--checkpoint", str(checkpoint), "--clip-weights", str(clip_weights), "--boxes",
+            str(boxes), "--stride", str(stride), "--jsonl", "-", "--quiet", *(["--int8"] if int8 else [])]
+    wall, first, keyframes, rss = child(argv)
+    return {"wall_s": wall, "first_keyframe_s": first, "keyframes": keyframes, "peak_rss_mb": rss}
+
+
+def import_floor(repeats: int) -> dict:
+    """The fastest of ``repeats`` fresh imports of the libraries detect runs on, and their peak RSS."""
+    runs = [child([sys.executable, "-c", IMPORTS]) for _ in range(repeats)]
+    return {"seconds": min(r[0] for r in runs), "peak_rss_mb": min(r[3] for r in runs)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--persons", default="2,5")
-    parser.add_argument("--strides", default="1,8")
+    parser.add_argument("--persons", default="2")
+    parser.add_argument("--strides", default="8")
     parser.add_argument("--paths", default="fp32,int8", help="fp32 and/or int8")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the sample clip to run end to end")
-    parser.add_argument("--fp32-stride1-seconds", type=float, default=None,
-                        help="a shorter clip for the slowest runs (fp32 at stride 1); default: --seconds")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     persons_list = [int(p) for p in args.persons.split(",")]
     strides = [int(s) for s in args.strides.split(",")]
     paths = args.paths.split(",")
-    console = Console(width=150)
+    console = Console(width=160)
     card, trained = random_model()
-    models = {name: inference_copy(card, trained, name == "int8") for name in paths}
+    models = {name: inference_copy(card, trained, name == "int8") for name in {"fp32", *paths}}
+    deviations = {name: {"random_vitb16": deviation(models["fp32"], models[name], random_batches(models[name])),
+                         "golden": golden_deviation(name == "int8")} for name in paths if name != "fp32"}
     rows: list[dict] = []
-    deviations = {}
-    for name in paths:
-        if name != "fp32":
-            deviations[name] = {"random_vitb16": deviation(models["fp32"] if "fp32" in models else inference_copy(card, trained, False),
-                                                           models[name], random_batches(models[name])),
-                                "golden": golden_deviation(name == "int8")}
+    floor = import_floor(args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
+        from safetensors.torch import save_file
+
         from stclip_cli.weights.cards import save_checkpoint
 
         checkpoint = tmp_path / "vitb16-random.safetensors"
         save_checkpoint(checkpoint, trained, card, {"step": 0})
-        clips = {}
-        for secs in {args.seconds, args.fp32_stride1_seconds or args.seconds}:
-            clips[secs] = SAMPLE if secs >= 10 else trim(SAMPLE, tmp_path / f"clip{secs}.mp4", secs)
+        clip_weights = tmp_path / "vitb16-clip.safetensors"
+        save_file({k: v.contiguous() for k, v in trained.clip.state_dict().items()}, str(clip_weights))
+        clip = SAMPLE if args.seconds >= 10 else trim(SAMPLE, tmp_path / "clip.mp4", args.seconds)
+        with av.open(str(clip)) as container:
+            frames = container.streams.video[0].frames
         for persons in persons_list:
-            reference = model_only(models.get("fp32") or inference_copy(card, trained, False), persons, True, args.repeats)
+            reference = model_only(models["fp32"], persons, True, args.repeats)
             rows.append({"path": "reference-style", "persons": persons, "stride": None, "kind": "model only",
                          "s_per_keyframe": reference, "ratio": 1.0})
+            boxes = write_boxes(tmp_path / f"boxes{persons}.json", frames, persons, 340, 256)
             for name in paths:
                 sec = model_only(models[name], persons, False, args.repeats)
                 rows.append({"path": name, "persons": persons, "stride": None, "kind": "model only",
                              "s_per_keyframe": sec, "ratio": sec / reference})
                 for stride in strides:
-                    secs = args.fp32_stride1_seconds if (name == "fp32" and stride == 1 and args.fp32_stride1_seconds) else args.seconds
-                    clip = clips[secs]
-                    with av.open(str(clip)) as container:
-                        frames = container.streams.video[0].frames
-                    boxes = write_boxes(tmp_path / f"boxes{persons}.json", frames, persons, 340, 256)
-                    wall, keyframes = end_to_end(clip, checkpoint, boxes, stride, name == "int8", tmp_path / "out.json")
+                    run = end_to_end(clip, checkpoint, clip_weights, boxes, stride, name == "int8")
+                    per = run["wall_s"] / run["keyframes"]
                     rows.append({"path": name, "persons": persons, "stride": stride, "kind": "end to end",
-                                 "clip_seconds": secs, "keyframes": keyframes, "wall_s": wall,
-                                 "s_per_keyframe": wall / keyframes, "ratio": wall / keyframes / reference})
-                    console.print(f"  {name} {persons} persons stride {stride}: {wall:.1f} s for {keyframes} keyframes", highlight=False)
-    table = Table(title=f"ST-CLIP ViT-B/16 seconds per keyframe, CPU ({platform.processor() or platform.machine()}), "
-                        f"torch threads {torch.get_num_threads()}, 6 actions, T=9")
-    for col in ("path", "persons", "stride", "measured", "s / keyframe", "vs reference-style model-only"):
+                                 "clip_seconds": args.seconds, **run, "s_per_keyframe": per, "ratio": per / reference,
+                                 "startup_s": run["first_keyframe_s"] - sec,
+                                 "ours_rss_mb": run["peak_rss_mb"] - floor["peak_rss_mb"]})
+                    console.print(f"  {name} {persons} persons stride {stride}: {run['wall_s']:.1f} s for "
+                                  f"{run['keyframes']} keyframes, first at {run['first_keyframe_s']:.2f} s", highlight=False)
+    table = Table(title=f"ST-CLIP ViT-B/16 on CPU ({platform.processor() or platform.machine()}), torch threads "
+                        f"{torch.get_num_threads()}, 6 actions, T=9; seconds per keyframe")
+    for col in ("path", "persons", "stride", "measured", "s / keyframe", "vs reference-style model-only",
+                "start-up above model work", "peak RSS (ours)"):
         table.add_column(col, justify="right")
     for r in rows:
-        stride = "-" if r["stride"] is None else str(r["stride"])
-        kind = r["kind"] + (f" ({r['clip_seconds']:g} s clip, {r['keyframes']} keyframes)" if r["kind"] == "end to end" else "")
-        table.add_row(r["path"], str(r["persons"]), stride, kind, f"{r['s_per_keyframe']:.3f}", f"{r['ratio']:.2f}x")
+        end = r["kind"] == "end to end"
+        kind = r["kind"] + (f" ({r['clip_seconds']:g} s clip, {r['keyframes']} keyframes)" if end else "")
+        table.add_row(r["path"], str(r["persons"]), "-" if r["stride"] is None else str(r["stride"]), kind,
+                      f"{r['s_per_keyframe']:.3f}", f"{r['ratio']:.2f}x", f"{r['startup_s']:.2f} s" if end else "",
+                      f"{r['peak_rss_mb'] / 1024:.2f} GB ({r['ours_rss_mb'] / 1024:.2f})" if end else "")
+    table.add_row("import floor", "", "", "torch, torchvision, open_clip, supervision, av, cv2", "", "",
+                  f"{floor['seconds']:.2f} s", f"{floor['peak_rss_mb'] / 1024:.2f} GB")
     console.print(table)
     for name, dev in deviations.items():
         for where, d in dev.items():
@@ -256,7 +290,8 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "speed-cpu.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                               "torch": torch.__version__, "rows": rows, "deviation": deviations}, indent=2))
+                               "torch": torch.__version__, "rows": rows, "import_floor": floor,
+                               "deviation": deviations}, indent=2))
     console.print(f"wrote {out}")
 
 

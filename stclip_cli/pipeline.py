@@ -183,10 +183,10 @@ def assemble(config: DetectConfig, detector: bool = True) -> Assembly:
     card, note = resolve_card(config)  # first: a missing checkpoint is said before torch loads
     from stclip_cli.model.clip_import import import_open_clip
 
-    open_clip = import_open_clip(card.backbone)
+    import_open_clip(card.backbone)  # first: a plain CLIP imports open_clip without transformers
     from stclip_cli.core.detection import BoxesFile
     from stclip_cli.model.base import check_fits
-    from stclip_cli.model.clip_backbone import register_model_configs
+    from stclip_cli.model.clip_backbone import clip_tokenizer, register_model_configs
     from stclip_cli.weights.sources import clip_source
 
     register_model_configs()
@@ -205,7 +205,7 @@ def assemble(config: DetectConfig, detector: bool = True) -> Assembly:
     if missing:  # everything a first run lacks, said at once: not one file per attempt
         raise StclipError(missing[0] if len(missing) == 1 else
                           f"{len(missing)} files are missing: " + "; and ".join(missing))
-    tokenizer = open_clip.get_tokenizer(card.backbone)
+    tokenizer = clip_tokenizer(card.backbone)
     check_fits(tokenizer, list(config.actions), tokenizer.context_length)
     boxes = BoxesFile(config.boxes, config.boxes_format) if config.boxes is not None else None
     return Assembly(config, card, note, boxes)

@@ -104,3 +104,15 @@ def test_skipped_init_never_runs_trunc_normal_on_untouched_memory():
         torch.nn.init.trunc_normal_(layer.weight, std=0.02)
     assert torch.equal(weight, torch.full((64, 64), 1e6))
     assert torch.nn.init.trunc_normal_ is not None and torch.nn.init.trunc_normal_.__name__ == "trunc_normal_"
+
+
+def test_text_features_cut_after_the_end_token_equal_open_clips():
+    """encode_text runs only up to the longest name's end token; the features are open_clip's full-context ones."""
+    from stclip_cli.model.clip_backbone import clip_tokenizer, create_clip, encode_text
+
+    clip = create_clip("stclip-tiny-test")
+    tokens = clip_tokenizer("stclip-tiny-test")(["clap", "brush teeth", "ride a horse slowly", "x"])
+    with torch.no_grad():
+        full, short = clip.encode_text(tokens), encode_text(clip, tokens)
+    assert full.shape == short.shape
+    torch.testing.assert_close(short, full, rtol=1e-5, atol=1e-5)  # float sums over fewer (masked) keys

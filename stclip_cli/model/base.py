@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from stclip_cli.errors import StclipError
+from stclip_cli.model.clip_backbone import encode_text
 
 
 class ActionModel(nn.Module):
@@ -42,7 +43,7 @@ class ActionModel(nn.Module):
         if key not in self._text_cache:
             check_fits(self.tokenizer, actions, self.clip.context_length)
             tokens = self.tokenizer(list(actions)).to(self.device)
-            self._text_cache[key] = self.clip.encode_text(tokens).float()
+            self._text_cache[key] = encode_text(self.clip, tokens).float()
         return self._text_cache[key]
 
     def frame_patches(self, frames: torch.Tensor) -> torch.Tensor:

@@ -157,17 +157,17 @@ def build_model(
     """
     from stclip_cli.model.clip_import import import_open_clip
 
-    open_clip = import_open_clip(card.backbone)
+    import_open_clip(card.backbone)  # first: a plain CLIP imports open_clip without transformers
 
     from stclip_cli.model.baselines import CropBaseline, FrameBaseline
-    from stclip_cli.model.clip_backbone import create_clip
+    from stclip_cli.model.clip_backbone import clip_tokenizer, create_clip
     from stclip_cli.model.skip_init import skipped_random_init
     from stclip_cli.model.stclip import STCLIP
 
     if checkpoint is not None:
         check_checkpoint(card, checkpoint)
     clip = create_clip(card.backbone, None if clip_weights else card.pretrained, clip_weights)
-    tokenizer = open_clip.get_tokenizer(card.backbone)
+    tokenizer = clip_tokenizer(card.backbone)
     temperature = temperature_of(card, clip)
     if card.kind == "stclip":
         with skipped_random_init(checkpoint is not None):  # load_weights replaces every ST-CLIP weight, names checked
