@@ -86,3 +86,26 @@ def test_detect_int8_end_to_end(tmp_path, make_video, checkpoint):
     for extra, message in ((["--int8", "--half"], "--int8 is the CPU path"), (["--int8", "--device", "cuda"], "--int8 is the CPU path")):
         result = runner.invoke(app, [*common, *extra])
         assert result.exit_code == 1 and message in result.output
+
+
+def test_int8_layers_are_torchs_quantize_dynamic_ones():
+    """quantize_int8 packs each weight once; the modules compute exactly what torch's quantize_dynamic makes."""
+    import copy
+    import warnings
+
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from torch.ao.quantization import quantize_dynamic
+
+    from stclip_cli.model.int8 import dynamic_int8_linear
+
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(torch.nn.Linear(48, 96), torch.nn.GELU(), torch.nn.Linear(96, 40, bias=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = quantize_dynamic(copy.deepcopy(block), {torch.nn.Linear}, dtype=torch.qint8)
+    ours = torch.nn.Sequential(dynamic_int8_linear(block[0]), block[1], dynamic_int8_linear(block[2]))
+    assert all(isinstance(m, DynamicLinear) for m in (ours[0], ours[2]))
+    assert (ours[0].in_features, ours[0].out_features, ours[2].bias()) == (48, 96, None)
+    x = torch.randn(7, 48) * 3
+    assert torch.equal(ours(x), reference(x))
+    assert torch.equal(ours[0].weight().int_repr(), reference[0].weight().int_repr())
