@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stclip_cli.model.skip_init import skipped_random_init
+
 
 class SelfAttention(nn.Module):
     """nn.MultiheadAttention's self-attention with its projections as nn.Linear modules (``qkv`` and ``out_proj``).
@@ -32,8 +34,9 @@ class SelfAttention(nn.Module):
             raise ValueError("only nn.MultiheadAttention with one in_proj and biases can be converted")
         dim = attention.embed_dim
         self.num_heads, self.batch_first = attention.num_heads, attention.batch_first
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out_proj = nn.Linear(dim, dim, bias=attention.out_proj.bias is not None)
+        with skipped_random_init():  # every weight is copied from ``attention`` next
+            self.qkv = nn.Linear(dim, 3 * dim)
+            self.out_proj = nn.Linear(dim, dim, bias=attention.out_proj.bias is not None)
         with torch.no_grad():
             self.qkv.weight.copy_(attention.in_proj_weight)
             self.qkv.bias.copy_(attention.in_proj_bias)
