@@ -28,7 +28,7 @@ class SelfAttention(nn.Module):
     Hand-written because torch has no quantizable form of nn.MultiheadAttention for dynamic quantization.
     """
 
-    def __init__(self, attention: nn.MultiheadAttention) -> None:
+    def __init__(self, attention: nn.MultiheadAttention, copy: bool = True) -> None:
         super().__init__()
         if not attention._qkv_same_embed_dim or attention.in_proj_bias is None:
             raise ValueError("only nn.MultiheadAttention with one in_proj and biases can be converted")
@@ -37,6 +37,8 @@ class SelfAttention(nn.Module):
         with skipped_random_init():  # every weight is copied from ``attention`` next
             self.qkv = nn.Linear(dim, 3 * dim)
             self.out_proj = nn.Linear(dim, dim, bias=attention.out_proj.bias is not None)
+        if not copy:  # the caller sets every weight (the int8 cache)
+            return
         with torch.no_grad():
             self.qkv.weight.copy_(attention.in_proj_weight)
             self.qkv.bias.copy_(attention.in_proj_bias)
@@ -89,15 +91,16 @@ def _additive_mask(attn_mask: torch.Tensor | None, key_padding_mask: torch.Tenso
     return masks[0] if len(masks) == 1 else masks[0] + masks[1]
 
 
-def split_attention(module: nn.Module) -> int:
-    """Replace every nn.MultiheadAttention under ``module`` by an equal ``SelfAttention``; returns how many."""
+def split_attention(module: nn.Module, copy: bool = True) -> int:
+    """Replace every nn.MultiheadAttention under ``module`` by an equal ``SelfAttention`` (``copy`` False: with its
+    weights left for the caller to set); returns how many."""
     count = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.MultiheadAttention):
-            setattr(module, name, SelfAttention(child))
+            setattr(module, name, SelfAttention(child, copy))
             count += 1
         else:
-            count += split_attention(child)
+            count += split_attention(child, copy)
     return count
 
 
@@ -105,7 +108,6 @@ def dynamic_int8_linear(linear: nn.Linear) -> nn.Module:
     """``linear`` as torch's dynamic int8 Linear: torch's own weight observer and quantization, the same module
     ``quantize_dynamic`` makes. Hand-made because ``quantize_dynamic`` also packs an empty full-size weight for each
     layer before the real one (a third of its time on ViT-B/16, and memory touched for nothing)."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
     from torch.ao.quantization.qconfig import default_dynamic_qconfig
 
     weight = linear.weight.detach().float()
@@ -113,10 +115,22 @@ def dynamic_int8_linear(linear: nn.Linear) -> nn.Module:
     observer(weight)
     scale, zero_point = observer.calculate_qparams()
     qweight = torch.quantize_per_tensor(weight, float(scale), int(zero_point), observer.dtype)
-    module = DynamicLinear(1, 1, bias_=linear.bias is not None, dtype=torch.qint8)  # packs a 1x1 placeholder only
-    module.in_features, module.out_features = linear.in_features, linear.out_features
-    module.set_weight_bias(qweight, None if linear.bias is None else linear.bias.detach().float())
+    return packed_int8_linear(qweight, None if linear.bias is None else linear.bias.detach().float())
+
+
+def packed_int8_linear(qweight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """torch's dynamic int8 Linear holding ``qweight`` (a per-tensor qint8 (out, in) tensor) and ``bias``."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    module = DynamicLinear(1, 1, bias_=bias is not None, dtype=torch.qint8)  # packs a 1x1 placeholder only
+    module.out_features, module.in_features = qweight.shape
+    module.set_weight_bias(qweight, bias)
     return module
+
+
+def int8_parts(model: nn.Module) -> list[nn.Module]:
+    """The parts ``quantize_int8`` quantizes: the image tower and the ST-CLIP heads (everything but CLIP's text side)."""
+    return [model.clip.visual, *(m for name, m in model.named_children() if name != "clip")]
 
 
 def _quantize_linears(module: nn.Module) -> None:
@@ -135,9 +149,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     from stclip_cli.model.lora import fold_adapters
 
     fold_adapters(model)  # a training-form model's LoRA adapters become plain (quantizable) linear layers
-    clip = model.clip
-    parts = [clip.visual, *(m for name, m in model.named_children() if name != "clip")]
-    for part in parts:
+    for part in int8_parts(model):
         split_attention(part)
         with torch.no_grad(), warnings.catch_warnings():  # torch's deprecation notices: not the user's concern
             warnings.simplefilter("ignore")
@@ -145,4 +157,4 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return model
 
 
-__all__ = ["SelfAttention", "dynamic_int8_linear", "quantize_int8", "split_attention"]
+__all__ = ["SelfAttention", "dynamic_int8_linear", "int8_parts", "packed_int8_linear", "quantize_int8", "split_attention"]

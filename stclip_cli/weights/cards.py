@@ -191,15 +191,16 @@ def build_scoring_model(
     card: ModelCard, clip_weights: str | Path | None = None, device: "str | torch.device" = "cpu", int8: bool = False
 ) -> "ActionModel":
     """The model that scores (detect, eval, corpus actors): the card's inference form on ``device``, with its
-    checkpoint's LoRA merged into the weights, and in int8 when asked (a CPU path)."""
-    model = build_model(card, clip_weights, card.checkpoint, inference=True).to(device)
-    if int8:
-        if model.device.type != "cpu":
-            raise StclipError("--int8 is the CPU path; pass --device cpu (or use --half on the GPU)")
-        from stclip_cli.model.int8 import quantize_int8
+    checkpoint's LoRA merged into the weights, and in int8 when asked (a CPU path, kept in the user's cache)."""
+    import torch
 
-        quantize_int8(model)
-    return model
+    if int8:
+        if torch.device(device).type != "cpu":
+            raise StclipError("--int8 is the CPU path; pass --device cpu (or use --half on the GPU)")
+        from stclip_cli.weights.int8_cache import int8_model
+
+        return int8_model(card, clip_weights)  # from the user's cache when its files have not changed
+    return build_model(card, clip_weights, card.checkpoint, inference=True).to(device)
 
 
 def precision(model: "ActionModel", half: bool, int8: bool) -> str:
