@@ -4,9 +4,9 @@ ViT-B/16, random weights. "tower": pooled_features of one batch of 3 images (key
 the whole forward model(patches, windows, keyframes, crops, person_frame, text), 1 keyframe, 2 persons, T=9, 6 actions
 (model_speed.make_inputs). Rows: fp32 - torch eager | ONNX Runtime CPU (all graph optimizations, 2 intra-op threads)
 | OpenVINO CPU, INFERENCE_PRECISION_HINT f32 (its default here would be bf16); int8 - torch quantize_int8 (--int8) |
-ONNX Runtime quantize_dynamic, QInt8 and QUInt8 weights | OpenVINO: NNCF compress_weights INT8_SYM (per-channel int8
-weights) run with the CPU plugin's dynamic int8 quantization of activations (DYNAMIC_QUANTIZATION_GROUP_SIZE, default
-32); bf16, an extra, not fp32's precision - torch CPU autocast | OpenVINO.
+ONNX Runtime quant_pre_process + quantize_dynamic, QInt8 and QUInt8 weights | OpenVINO: NNCF compress_weights
+INT8_SYM (per-channel int8 weights) run with the CPU plugin's dynamic int8 quantization of activations
+(DYNAMIC_QUANTIZATION_GROUP_SIZE, default 32); bf16, an extra, not fp32's precision - torch CPU autocast | OpenVINO.
 
 Export: torch.onnx.export's TorchScript exporter (dynamo=False), nn.MultiheadAttention's fast path off (no ONNX form),
 the persons' layout computed beforehand (torch.bincount has no ONNX form), fixed shapes baked in; the dynamo exporter
@@ -111,12 +111,15 @@ def ort_row(path: Path, weight_type: str | None, tmp: Path):
 
     start = time.perf_counter()
     if weight_type:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
-        quantized = tmp / f"{path.stem}-{weight_type}.onnx"
+        # pre-processing removes the Identity nodes by which the exporter shares the ViT's weights between the tower
+        # and the interaction pass: without it quantize_dynamic leaves those matrix products (36 of ViT-B's) in fp32
+        prepared, quantized = tmp / f"{path.stem}-pre.onnx", tmp / f"{path.stem}-{weight_type}.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quantize_dynamic(path, quantized, weight_type=getattr(QuantType, weight_type))
+            quant_pre_process(path, prepared, skip_symbolic_shape=True)
+            quantize_dynamic(prepared, quantized, weight_type=getattr(QuantType, weight_type))
         path = quantized
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
