@@ -227,7 +227,8 @@ def build_pipeline(assembly: Assembly, device: str | None = None, threads: int |
     new action names need only their text encoded)."""
     import torch
 
-    from stclip_cli.weights.cards import build_scoring_model, precision
+    from stclip_cli.weights.cards import precision
+    from stclip_cli.weights.int8_cache import build_scoring_model
     from stclip_cli.core.detection import YoloPersonDetector
     from stclip_cli.records import ModelInfo
     from stclip_cli.core.predictor import Predictor

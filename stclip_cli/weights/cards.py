@@ -187,22 +187,6 @@ def build_model(
     return model
 
 
-def build_scoring_model(
-    card: ModelCard, clip_weights: str | Path | None = None, device: "str | torch.device" = "cpu", int8: bool = False
-) -> "ActionModel":
-    """The model that scores (detect, eval, corpus actors): the card's inference form on ``device``, with its
-    checkpoint's LoRA merged into the weights, and in int8 when asked (a CPU path, kept in the user's cache)."""
-    import torch
-
-    if int8:
-        if torch.device(device).type != "cpu":
-            raise StclipError("--int8 is the CPU path; pass --device cpu (or use --half on the GPU)")
-        from stclip_cli.weights.int8_cache import int8_model
-
-        return int8_model(card, clip_weights)  # from the user's cache when its files have not changed
-    return build_model(card, clip_weights, card.checkpoint, inference=True).to(device)
-
-
 def precision(model: "ActionModel", half: bool, int8: bool) -> str:
     """The arithmetic a scoring model runs in, as the JSON's "model" object records it."""
     return "int8" if int8 else "bf16" if half and model.device.type == "cuda" else "fp32"
@@ -385,6 +369,6 @@ def load_weights(model: "ActionModel", checkpoint: str | Path) -> None:
 
 
 __all__ = [
-    "ModelCard", "TRAINING_FREE_FALLBACK", "build_model", "build_scoring_model", "card_for_checkpoint", "precision", "list_cards", "load_card",
+    "ModelCard", "TRAINING_FREE_FALLBACK", "build_model", "card_for_checkpoint", "precision", "list_cards", "load_card",
     "load_weights", "read_metadata", "save_checkpoint", "training_free_fallback",
 ]

@@ -1,4 +1,4 @@
-"""The ready-to-score ``--int8`` model, kept in the user's cache folder so that a run does not rebuild it.
+"""The model that scores, and its ``--int8`` form kept in the user's cache folder so that a run does not rebuild it.
 
 Building the int8 model reads every fp32 weight of the image tower and the ST-CLIP heads, merges the checkpoint's
 LoRA, then quantizes 136 layers (ViT-B/16): about a second and 0.5 GB of memory touched on every run. The entry
@@ -64,26 +64,40 @@ def entry_key(card: ModelCard, clip_file: str | Path) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
 
 
+def build_scoring_model(
+    card: ModelCard, clip_weights: str | Path | None = None, device: str | torch.device = "cpu", int8: bool = False
+) -> ActionModel:
+    """The model that scores (detect, eval, corpus actors): the card's inference form on ``device``, with its
+    checkpoint's LoRA merged into the weights, and in int8 when asked (a CPU path, kept in the user's cache)."""
+    import torch
+
+    from stclip_cli.weights.cards import build_model, check_checkpoint
+
+    if not int8:
+        return build_model(card, clip_weights, card.checkpoint, inference=True).to(device)
+    if torch.device(device).type != "cpu":
+        raise StclipError("--int8 is the CPU path; pass --device cpu (or use --half on the GPU)")
+    if card.checkpoint is not None:
+        check_checkpoint(card, card.checkpoint)
+    return int8_model(card, clip_weights)
+
+
 def int8_model(card: ModelCard, clip_weights: str | Path | None = None) -> ActionModel:
-    """The card's int8 inference model on the CPU: from its cache entry when a valid one exists, else built,
-    quantized and written to the cache for the next run."""
+    """The card's int8 inference model on the CPU (its checkpoint already checked against it): from its cache entry
+    when a valid one exists, else built, quantized and written to the cache for the next run."""
     from stclip_cli.model.int8 import quantize_int8
-    from stclip_cli.weights.cards import build_model
+    from stclip_cli.weights.cards import build_model as build
     from stclip_cli.weights.sources import clip_source
 
     clip_file = clip_source(card.backbone, None if clip_weights else card.pretrained, clip_weights).file
     if clip_file is None:  # random CLIP weights: nothing worth keeping
-        return quantize_int8(build_model(card, clip_weights, card.checkpoint, inference=True))
-    if card.checkpoint is not None:
-        from stclip_cli.weights.cards import check_checkpoint
-
-        check_checkpoint(card, card.checkpoint)
+        return quantize_int8(build(card, clip_weights, card.checkpoint, inference=True))
     key = entry_key(card, clip_file)
     path = cache_folder() / f"{key}.safetensors"
     model = read_entry(path, key, lambda entry: model_from_entry(card, clip_weights, entry))
     if model is not None:
         return model
-    model = quantize_int8(build_model(card, clip_weights, card.checkpoint, inference=True))
+    model = quantize_int8(build(card, clip_weights, card.checkpoint, inference=True))
     write_entry(path, key, model)
     return model
 
@@ -157,10 +171,10 @@ def model_from_entry(card: ModelCard, clip_weights: str | Path | None, entry: di
 
     from stclip_cli.model.int8 import int8_parts, packed_int8_linear, split_attention
     from stclip_cli.model.skip_init import skipped_random_init
-    from stclip_cli.weights.cards import build_model
+    from stclip_cli.weights.cards import build_model as build
 
     with skipped_random_init():  # heads: every weight comes from the entry; CLIP: from its file, as always
-        model = build_model(card, clip_weights, None, inference=True)
+        model = build(card, clip_weights, None, inference=True)
     for part in int8_parts(model):
         split_attention(part, copy=False)
     layers = _quantizable(model, nn.Linear)
@@ -195,4 +209,4 @@ def model_from_entry(card: ModelCard, clip_weights: str | Path | None, entry: di
     return model.eval()
 
 
-__all__ = ["cache_folder", "entry_key", "int8_model", "read_entry", "write_entry"]
+__all__ = ["build_scoring_model", "cache_folder", "entry_key", "int8_model", "read_entry", "write_entry"]
