@@ -142,7 +142,7 @@ def detect(
     device: str = typer.Option(DEFAULT("device"), help="auto, cpu, cuda or cuda:i"),
     batch_size: Optional[int] = typer.Option(None, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
     half: bool = typer.Option(False, help="bf16 on GPU", metavar=""),
-    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 3-3.5x faster, probabilities within ~3e-3 of fp32 (see README, Speed)", metavar=""),
+    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 2.5-3x faster, probabilities within ~3e-3 of fp32; kept in ~/.cache/stclip after the first run (see README, Speed)", metavar=""),
     quiet: bool = typer.Option(False, help="no progress bar or summary", metavar=""),
     # corpora on Ray Data (stclip_cli/corpus.py): any of these runs detect on Ray
     engine: Optional[str] = typer.Option(None, help="local (this process) or ray (Ray Data actors over a corpus)", show_default="ray when a Ray option is given", rich_help_panel=RAY_PANEL),
@@ -467,7 +467,7 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, min=1, help="keyframes scored per forward pass", show_default="8 on a GPU, 1 on CPU"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:i"),
     half: bool = typer.Option(False, help="bf16 on GPU", metavar=""),
-    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 3-3.5x faster, probabilities within ~3e-3 of fp32 (see README, Speed)", metavar=""),
+    int8: bool = typer.Option(False, "--int8", help="int8 CPU path: the model 2.5-3x faster, probabilities within ~3e-3 of fp32; kept in ~/.cache/stclip after the first run (see README, Speed)", metavar=""),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result JSON here", show_default="next to the checkpoint"),
     pred: Optional[Path] = typer.Option(None, help="evaluate this prediction file (detect JSON or AVA CSV) without a model"),
     gt: Optional[Path] = typer.Option(None, help="ground truth for --pred (J-HMDB JSON, detect-style JSON or AVA CSV)"),

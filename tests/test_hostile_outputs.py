@@ -266,14 +266,14 @@ def test_only_temporaries_of_dead_writers_on_this_machine_are_stale(tmp_path):
     import subprocess
     import sys
 
-    from stclip_cli.sinks.destinations import Destination, _host, classify, stale_temporaries
+    from stclip_cli.sinks.destinations import Destination, host_name, classify, stale_temporaries
 
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(done.stdout)
-    names = {"dead": f".out.p{dead}h{_host()}.abcd1234.part.json",
-             "alive": f".out.p{os.getppid()}h{_host()}.abcd1234.part.json",
+    names = {"dead": f".out.p{dead}h{host_name()}.abcd1234.part.json",
+             "alive": f".out.p{os.getppid()}h{host_name()}.abcd1234.part.json",
              "other machine": f".out.p{dead}h00000000.abcd1234.part.json",
-             "other output": f".out2.p{dead}h{_host()}.abcd1234.part.json",
+             "other output": f".out2.p{dead}h{host_name()}.abcd1234.part.json",
              "earlier version": ".out.abcd1234.part.json"}
     for name in names.values():
         (tmp_path / name).write_text("x")

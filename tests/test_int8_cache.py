@@ -150,3 +150,22 @@ def test_a_link_at_the_entry_path_is_replaced_not_written_through(files, tmp_pat
     scores(int8_cache.int8_model(card, clip_file))
     assert theirs.read_bytes() == b"not an entry"
     assert not (folder / f"{key}.safetensors").is_symlink()
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(files):
+    """A temporary entry left by a dead process of this machine goes; a live process's stays."""
+    import subprocess
+    import sys
+
+    from stclip_cli.sinks.destinations import host_name
+
+    card, clip_file = files
+    folder = int8_cache.cache_folder()
+    folder.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = folder / f".x.safetensors.{host_name()}.{int(dead.stdout)}.tmp"
+    live = folder / f".y.safetensors.{host_name()}.{os.getppid()}.tmp"
+    left.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    scores(int8_cache.int8_model(card, clip_file))
+    assert not left.exists() and live.read_bytes() == b"being written"

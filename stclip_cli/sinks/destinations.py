@@ -490,14 +490,14 @@ def _sync(path: Path) -> None:
         os.close(fd)
 
 
-def _host() -> str:
+def host_name() -> str:
     """This machine, as temporary file names carry it (8 hex digits of its name's hash)."""
     return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
 
 def _temp_prefix(real: Path) -> str:
     """``.<stem>.p<pid>h<host>.``: whose temporary file it is, so a later run can tell one left by a killed writer."""
-    return f".{real.stem}.p{os.getpid()}h{_host()}."
+    return f".{real.stem}.p{os.getpid()}h{host_name()}."
 
 
 def _temporaries(target: Target) -> list[tuple[Path, int | None, str | None]]:
@@ -526,12 +526,12 @@ def leftover_temporaries(target: Target) -> list[Path]:
 def stale_temporaries(target: Target) -> list[Path]:
     """Temporary files of ``target`` whose writer, on this machine, no longer runs (killed with SIGKILL, or by a
     power cut): removed when the same output is written next. Another live run's file is never among them."""
-    host = _host()
+    host = host_name()
     return [path for path, pid, where in _temporaries(target)
-            if pid is not None and where == host and pid != os.getpid() and not _running(pid)]
+            if pid is not None and where == host and pid != os.getpid() and not process_running(pid)]
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     """Whether process ``pid`` exists (a process of another user counts)."""
     try:
         os.kill(pid, 0)

@@ -11,8 +11,9 @@ read as used) and takes the rest from the entry; the fp32 weights of the quantiz
 - Trust: an entry is a safetensors file (no pickle), read whole and checked: its metadata must carry its own key,
   its names and shapes must be exactly the model's, floats finite, scales above 0. Anything else (damaged, foreign,
   written by another version) is rebuilt and written again, never used.
-- Writing: a temporary file beside the entry, renamed into place (never half an entry); a folder that cannot be
-  written leaves the run uncached, silently. Where: ``$XDG_CACHE_HOME/stclip/int8`` (``~/.cache/stclip/int8``),
+- Writing: a temporary file beside the entry (named by host and process), renamed into place (never half an entry);
+  a killed run's temporary file is removed by the next write on that machine; a folder that cannot be written
+  leaves the run uncached, silently. Where: ``$XDG_CACHE_HOME/stclip/int8`` (``~/.cache/stclip/int8``),
   one file per card, checkpoint and CLIP file (about 0.2 GB for ViT-B/16); delete the folder to free it.
 - Random CLIP weights (no file) are not cached: they are for tests.
 """
@@ -137,9 +138,15 @@ def write_entry(path: Path, key: str, model: ActionModel) -> None:
     """Write the model's entry atomically (a temporary file renamed into place); a failure leaves no file behind."""
     from safetensors.torch import save_file
 
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from stclip_cli.sinks.destinations import host_name, process_running
+
+    temp = path.with_name(f".{path.name}.{host_name()}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        for left in path.parent.glob(f".*.{host_name()}.*.tmp"):  # a killed run's, on this machine: never a live one's
+            pid = left.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and int(pid) != os.getpid() and not process_running(int(pid)):
+                left.unlink(missing_ok=True)
         save_file(entry_tensors(model), str(temp), metadata={META_KEY: json.dumps({"key": key, "format": FORMAT})})
         os.replace(temp, path)
     except Exception:  # no space, no permission, not a folder (OSError) or safetensors' own error: run uncached
