@@ -225,3 +225,20 @@ item {
   id: 11
 }
 """
+
+
+def trained_tiny(seed: int):
+    """The tiny-test card and a model of it whose every trainable weight left its initial value (LoRA B non-zero),
+    as a trained checkpoint's would."""
+    import torch
+
+    from stclip_cli.weights.cards import build_model, load_card
+
+    torch.manual_seed(seed)
+    card = load_card("tiny-test")
+    model = build_model(card)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    return card, model

@@ -9,8 +9,9 @@ import os
 import pytest
 import torch
 
+from conftest import trained_tiny
 from stclip_cli.weights import int8_cache
-from stclip_cli.weights.cards import build_model, load_card, save_checkpoint
+from stclip_cli.weights.cards import load_card, save_checkpoint
 
 
 @pytest.fixture
@@ -19,13 +20,7 @@ def files(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    torch.manual_seed(5)
-    card = load_card("tiny-test")
-    trained = build_model(card)
-    with torch.no_grad():
-        for p in trained.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.05)
+    card, trained = trained_tiny(5)
     clip_file = tmp_path / "clip.safetensors"
     from stclip_cli.model.clip_backbone import create_clip
 
@@ -98,12 +93,7 @@ def test_a_bad_entry_is_rebuilt_never_used(files, monkeypatch, spoil):
 def test_a_replaced_checkpoint_gets_a_new_entry(files, monkeypatch, tmp_path):
     card, clip_file = files
     old = scores(int8_cache.int8_model(card, clip_file))
-    torch.manual_seed(9)
-    other = build_model(load_card("tiny-test"))
-    with torch.no_grad():
-        for p in other.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.05)
+    _, other = trained_tiny(9)
     save_checkpoint(card.checkpoint, other, load_card("tiny-test"), {"step": 1})  # same path, new file
     calls = counting_quantize(monkeypatch)
     new = scores(int8_cache.int8_model(card, clip_file))

@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
+from conftest import trained_tiny
 from stclip_cli.model.clip_import import needs_transformers
 from stclip_cli.model.skip_init import skipped_random_init
-from stclip_cli.weights.cards import build_model, load_card, save_checkpoint
+from stclip_cli.weights.cards import build_model, save_checkpoint
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -38,13 +39,7 @@ def test_weights_file_clip_equals_its_source_buffers_included(tmp_path):
 
 def test_checkpoint_model_equals_the_trained_one(tmp_path):
     """build_model with a checkpoint skips the heads' random init; its weights and logits are the trained model's."""
-    torch.manual_seed(3)
-    card = load_card("tiny-test")
-    trained = build_model(card)
-    with torch.no_grad():
-        for p in trained.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.05)
+    card, trained = trained_tiny(3)
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, trained, card, {"step": 0})
     loaded = build_model(card, checkpoint=path)
