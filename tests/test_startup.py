@@ -80,13 +80,23 @@ def test_which_backbones_need_transformers(backbone, needed):
     assert needs_transformers(backbone) is needed
 
 
-def test_open_clip_imports_without_transformers_for_a_plain_clip():
-    """A fresh process: open_clip for ViT-B-16 leaves transformers unimported, and it can still be imported after."""
+@pytest.mark.parametrize("backbone, unneeded", [
+    ("ViT-B-16", ["transformers", "timm"]), ("convnext_base", ["transformers"]), ("coca_ViT-B-32", ["timm"]),
+    ("hf-hub:org/model", []),
+])
+def test_which_optional_libraries_a_backbone_can_skip(backbone, unneeded):
+    from stclip_cli.model.clip_import import unneeded_libraries
+
+    assert unneeded_libraries(backbone) == unneeded
+
+
+def test_open_clip_imports_without_transformers_and_timm_for_a_plain_clip():
+    """A fresh process: open_clip for ViT-B-16 leaves transformers and timm unimported; both can be imported after."""
     code = ("import sys; from stclip_cli.model.clip_import import import_open_clip; m = import_open_clip('ViT-B-16');"
-            "assert m.create_model and 'transformers' not in sys.modules, 'imported';"
-            "import transformers; print('ok', transformers.__name__)")
+            "assert m.create_model and not {'transformers', 'timm'} & set(sys.modules), 'imported';"
+            "import transformers, timm; print('ok', transformers.__name__, timm.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok transformers", out.stderr[-2000:]
+    assert out.returncode == 0 and out.stdout.strip() == "ok transformers timm", out.stderr[-2000:]
 
 
 def test_skipped_init_never_runs_trunc_normal_on_untouched_memory():

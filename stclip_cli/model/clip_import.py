@@ -1,9 +1,10 @@
-"""Import open_clip without the transformers library when the backbone does not use it.
+"""Import open_clip without the transformers and timm libraries when the backbone does not use them.
 
-open_clip imports transformers (about 0.5 s and 100 MB on a 2-core machine) at its own import, for Hugging Face
-text towers and CoCa's text generation, and treats it as optional (it catches the ImportError). A plain CLIP
-never touches it, so for a backbone whose config names no Hugging Face part the import is made to fail for that
-moment only; transformers stays importable afterwards (peft imports it when training).
+open_clip imports transformers (about 0.5 s and 100 MB on a 2-core machine) for Hugging Face text towers and CoCa's
+text generation, and timm (about 0.45 s) for timm image towers, at its own import, whether or not the model uses
+them; it treats both as optional (it catches the ImportError). A plain CLIP ViT, the only tower ST-CLIP runs on,
+never touches them, so for a backbone whose config names no such part the import is made to fail for that moment
+only; both stay importable afterwards (peft imports transformers when training).
 """
 
 from __future__ import annotations
@@ -21,39 +22,46 @@ _HF_TEXT_KEYS = ("hf_model_name", "hf_tokenizer_name")
 
 
 def import_open_clip(backbone: str | None = None) -> ModuleType:
-    """The open_clip module; its first import skips transformers when ``backbone`` is known not to need it."""
+    """The open_clip module; its first import skips the optional libraries ``backbone`` is known not to need."""
     if "open_clip" in sys.modules:
         return sys.modules["open_clip"]
-    if backbone is None or "transformers" in sys.modules or needs_transformers(backbone):
-        import open_clip
-
-        return open_clip
-    sys.modules["transformers"] = None  # type: ignore[assignment]  # `import transformers` raises ImportError
+    skipped = [name for name in unneeded_libraries(backbone) if name not in sys.modules]
+    for name in skipped:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
     try:
         import open_clip
     finally:
-        if "transformers" in sys.modules and sys.modules["transformers"] is None:
-            del sys.modules["transformers"]
+        for name in skipped:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
     return open_clip
 
 
-def needs_transformers(backbone: str) -> bool:
-    """Whether open_clip needs transformers for ``backbone``: true unless its config file is found and names no
-    Hugging Face text tower or tokenizer and no CoCa decoder (an hf-hub: backbone's config is not known yet)."""
-    config = _config_file(backbone)
+def unneeded_libraries(backbone: str | None) -> list[str]:
+    """The optional libraries open_clip can be imported without for ``backbone``: none unless its config file is
+    found (an hf-hub: backbone's is not known yet); transformers unless it names a Hugging Face text tower or
+    tokenizer or a CoCa decoder; timm unless it names a timm image tower."""
+    config = _config(backbone) if backbone is not None else None
     if config is None:
-        return True
-    try:
-        data = json.loads(config.read_text())
-    except (OSError, ValueError):
-        return True
-    text = data.get("text_cfg") if isinstance(data, dict) else None
-    if not isinstance(text, dict) or "multimodal_cfg" in data:
-        return True
-    return any(key in text for key in _HF_TEXT_KEYS)
+        return []
+    text, vision = config.get("text_cfg"), config.get("vision_cfg")
+    if not isinstance(text, dict) or not isinstance(vision, dict):
+        return []
+    unneeded = []
+    if "multimodal_cfg" not in config and not any(key in text for key in _HF_TEXT_KEYS):
+        unneeded.append("transformers")
+    if "timm_model_name" not in vision:
+        unneeded.append("timm")
+    return unneeded
 
 
-def _config_file(backbone: str) -> Path | None:
+def needs_transformers(backbone: str) -> bool:
+    """Whether open_clip needs transformers for ``backbone`` (true unless its config is known to name no Hugging
+    Face part)."""
+    return "transformers" not in unneeded_libraries(backbone)
+
+
+def _config(backbone: str) -> dict | None:
     """The JSON config open_clip would read for ``backbone`` (ours in models/open_clip, or open_clip's own)."""
     if backbone.startswith("hf-hub:") or "/" in backbone or "\\" in backbone:
         return None
@@ -64,8 +72,12 @@ def _config_file(backbone: str) -> Path | None:
     for folder in folders:
         path = folder / f"{backbone}.json"
         if path.is_file():
-            return path
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return None
+            return data if isinstance(data, dict) else None
     return None
 
 
-__all__ = ["import_open_clip", "needs_transformers"]
+__all__ = ["import_open_clip", "needs_transformers", "unneeded_libraries"]
