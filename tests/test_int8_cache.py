@@ -159,3 +159,21 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(files):
     live.write_bytes(b"being written")
     scores(int8_cache.int8_model(card, clip_file))
     assert not left.exists() and live.read_bytes() == b"being written"
+
+
+def test_old_entries_are_removed_beyond_keep_and_nothing_else(files, monkeypatch):
+    """A new entry removes the least recently used ones past KEEP; files in the folder that are not entries stay."""
+    card, clip_file = files
+    monkeypatch.setattr(int8_cache, "KEEP", 1)
+    folder = int8_cache.cache_folder()
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    (folder / "mine.safetensors").write_bytes(b"mine")
+    scores(int8_cache.int8_model(card, clip_file))
+    first = [p.name for p in entries() if p.name.endswith(".safetensors") and p.name != "mine.safetensors"]
+    _, other = trained_tiny(9)
+    save_checkpoint(card.checkpoint, other, load_card("tiny-test"), {"step": 1})  # a new identity: a new entry
+    scores(int8_cache.int8_model(card, clip_file))
+    now = [p.name for p in entries() if p.name.endswith(".safetensors") and p.name != "mine.safetensors"]
+    assert len(first) == 1 and len(now) == 1 and now != first
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "mine.safetensors").read_bytes() == b"mine"

@@ -37,6 +37,26 @@ def test_weights_file_clip_equals_its_source_buffers_included(tmp_path):
     assert bool(torch.isinf(got["attn_mask"]).any())  # the mask is built, not left uninitialised
 
 
+def test_weights_taken_from_a_file_are_never_written_back(tmp_path):
+    """The CLIP's weights are the file's tensors (assigned, read as used): merging LoRA into them in place, as an
+    inference build does, changes the model, never the user's file."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    from stclip_cli.model.clip_backbone import create_clip
+
+    weights = tmp_path / "clip.safetensors"
+    save_file({k: v.contiguous() for k, v in create_clip("stclip-tiny-test").state_dict().items()}, str(weights))
+    before = hashlib.sha256(weights.read_bytes()).hexdigest()
+    loaded = create_clip("stclip-tiny-test", clip_weights=weights)
+    with torch.no_grad():
+        for p in loaded.parameters():
+            p.add_(1.0)
+    del loaded
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == before
+
+
 def test_checkpoint_model_equals_the_trained_one(tmp_path):
     """build_model with a checkpoint skips the heads' random init; its weights and logits are the trained model's."""
     card, trained = trained_tiny(3)

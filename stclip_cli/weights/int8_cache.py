@@ -14,7 +14,9 @@ read as used) and takes the rest from the entry; the fp32 weights of the quantiz
 - Writing: a temporary file beside the entry (named by host and process), renamed into place (never half an entry);
   a killed run's temporary file is removed by the next write on that machine; a folder that cannot be written
   leaves the run uncached, silently. Where: ``$XDG_CACHE_HOME/stclip/int8`` (``~/.cache/stclip/int8``),
-  one file per card, checkpoint and CLIP file (about 0.2 GB for ViT-B/16); delete the folder to free it.
+  one file per card, checkpoint and CLIP file (about 0.14 GB for ViT-B/16); the ``KEEP`` most recently used
+  entries stay, older ones are removed when a new one is written (a retrained checkpoint makes a new entry each
+  time); delete the folder to free it all.
 - Random CLIP weights (no file) are not cached: they are for tests.
 """
 
@@ -25,9 +27,10 @@ import hashlib
 import json
 import math
 import os
+import re
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stclip_cli.errors import StclipError
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
 FORMAT = 1
 T = TypeVar("T")
 META_KEY = "stclip_int8"
+KEEP = 4  # entries kept, most recently used first
+ENTRY_NAME = re.compile(r"[0-9a-f]{40}\.safetensors")  # ours: nothing else in the folder is ever removed
 
 
 def cache_folder() -> Path:
@@ -97,6 +102,8 @@ def int8_model(card: ModelCard, clip_weights: str | Path | None = None) -> Actio
     path = cache_folder() / f"{key}.safetensors"
     model = read_entry(path, key, lambda entry: model_from_entry(card, clip_weights, entry))
     if model is not None:
+        with contextlib.suppress(OSError):
+            os.utime(path)  # most recently used: the last to be removed
         return model
     model = quantize_int8(build(card, clip_weights, card.checkpoint, inference=True))
     write_entry(path, key, model)
@@ -149,6 +156,10 @@ def write_entry(path: Path, key: str, model: ActionModel) -> None:
                 left.unlink(missing_ok=True)
         save_file(entry_tensors(model), str(temp), metadata={META_KEY: json.dumps({"key": key, "format": FORMAT})})
         os.replace(temp, path)
+        entries = sorted((p for p in path.parent.iterdir() if ENTRY_NAME.fullmatch(p.name) and p.is_file()),
+                         key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in entries[KEEP:]:
+            old.unlink(missing_ok=True)
     except Exception:  # no space, no permission, not a folder (OSError) or safetensors' own error: run uncached
         with contextlib.suppress(OSError):
             temp.unlink(missing_ok=True)
@@ -162,13 +173,18 @@ def read_entry(path: Path, key: str, use: Callable[[dict[str, torch.Tensor]], T 
     if not path.is_file():
         return None
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get(META_KEY, "null"))
-            if not isinstance(meta, dict) or meta.get("key") != key or meta.get("format") != FORMAT:
-                return None
-            return use({name: f.get_tensor(name) for name in f.keys()})
-    except Exception:  # a damaged entry (safetensors' own errors, bad JSON, an unknown dtype): rebuilt, not trusted
+        opened = safe_open(str(path), framework="pt")
+    except Exception:  # not a safetensors file (safetensors' own error types): rebuilt, not trusted
         return None
+    with opened as f:
+        try:
+            meta = json.loads((f.metadata() or {}).get(META_KEY, "null"))
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+        except Exception:  # damaged: bad JSON, a tensor that cannot be read, an unknown dtype
+            return None
+        if not isinstance(meta, dict) or meta.get("key") != key or meta.get("format") != FORMAT:
+            return None
+        return use(tensors)  # its own errors are real ones, not a bad entry
 
 
 def model_from_entry(card: ModelCard, clip_weights: str | Path | None, entry: dict[str, torch.Tensor]) -> ActionModel | None:
@@ -210,7 +226,7 @@ def model_from_entry(card: ModelCard, clip_weights: str | Path | None, entry: di
                 if value.shape != target.shape or (value.is_floating_point() and not bool(torch.isfinite(value).all())):
                     return None
                 target.copy_(value)
-    except (RuntimeError, ValueError, StclipError):
+    except (RuntimeError, ValueError):  # torch refusing the entry's values (a scale or zero point it cannot take)
         return None
     model.requires_grad_(False)
     return model.eval()
